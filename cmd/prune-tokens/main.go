@@ -1,0 +1,72 @@
+// Command prune-tokens plans and applies the pruning of stale tokens and
+// codes in a Firefox Accounts auth database. This package only wires flags
+// to the planner, manifest and applier packages.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Main(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Main runs the tool with args (args[0] is the program name) and returns the
+// exit code; tests call it directly.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := NewApp(stdout, stderr)
+	err := app.RunContext(ctx, permuteArgs(app, args))
+	if err != nil {
+		fmt.Fprintf(stderr, "prune-tokens: %s\n", oneLine(err))
+	}
+	return exitCode(err)
+}
+
+// NewApp builds the command-line application writing to stdout and stderr.
+func NewApp(stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:    "prune-tokens",
+		Usage:   "plan, review and apply the pruning of stale FxA auth tokens and codes",
+		Version: version,
+		Description: "plan reads the auth database (never writes) and writes a Parquet manifest of the rows to delete;\n" +
+			"inspect shows a manifest's summary; apply deletes exactly an approved manifest, in throttled,\n" +
+			"checkpointed, resumable batches.\n\n" +
+			"Exit codes: 0 success, 1 unexpected error, 2 error during initialization (flags, input, connection),\n" +
+			"3 error during the operation (including an interrupted apply, which can be resumed).",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// urfave/cli would call os.Exit itself; Main maps errors to exit codes.
+		ExitErrHandler:  func(*cli.Context, error) {},
+		OnUsageError:    usageError,
+		HideHelpCommand: true,
+		Commands:        []*cli.Command{planCommand(), inspectCommand(), applyCommand()},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return initErrorf("unknown command %q (commands: plan, inspect, apply)", c.Args().First())
+			}
+			_ = cli.ShowAppHelp(c)
+			return initErrorf("no command given")
+		},
+	}
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError
+	}
+	return app
+}
+
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return initErrorf("%v (see --help)", err)
+}

@@ -1,0 +1,106 @@
+// Package dbconn opens the auth database the same careful way for plan and
+// apply: bounded timeouts, no password in any message, and a description of
+// the server for the manifest and the operator.
+package dbconn
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"prune-tokens/manifest"
+)
+
+// ConnectTimeout bounds dialing when the DSN does not set timeout=.
+const ConnectTimeout = 5 * time.Second
+
+// ErrConfig marks a DSN that cannot be used as given.
+var ErrConfig = errors.New("bad DSN")
+
+var quietDriver sync.Once
+
+// Parse reads a go-sql-driver DSN and applies the tool's defaults: a connect
+// timeout, and interpolateParams so each statement is one round trip.
+func Parse(dsn string) (*mysql.Config, error) {
+	if dsn == "" {
+		return nil, fmt.Errorf("%w: no DSN given (use --dsn or PRUNE_TOKENS_DSN)", ErrConfig)
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		// The driver's message never repeats the DSN, so it cannot leak a password.
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if cfg.DBName == "" {
+		return nil, fmt.Errorf("%w: the DSN names no database (user:pass@tcp(host:3306)/DATABASE)", ErrConfig)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = ConnectTimeout
+	}
+	cfg.InterpolateParams = true
+	return cfg, nil
+}
+
+// Redact formats a DSN with its password hidden, for any message or log.
+func Redact(cfg *mysql.Config) string {
+	c := cfg.Clone()
+	if c.Passwd != "" {
+		c.Passwd = "xxxxx"
+	}
+	return c.FormatDSN()
+}
+
+// Open connects and pings within the connect timeout.
+func Open(ctx context.Context, cfg *mysql.Config) (*sql.DB, error) {
+	quietDriver.Do(func() {
+		// The driver logs broken connections on its own; the tool reports
+		// errors itself, once, in one line.
+		_ = mysql.SetLogger(log.New(discard{}, "", 0))
+	})
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	db := sql.OpenDB(conn)
+	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout+time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s: %w", Target(cfg), err)
+	}
+	return db, nil
+}
+
+// Target is "host:port/database" for messages.
+func Target(cfg *mysql.Config) string {
+	return cfg.Addr + "/" + cfg.DBName
+}
+
+// Describe reads what the manifest records about a server.
+func Describe(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, cfg *mysql.Config) (manifest.Source, error) {
+	src := manifest.Source{Database: cfg.DBName}
+	host, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		src.Host = cfg.Addr // unix socket path
+	} else {
+		src.Host = host
+		src.Port, _ = strconv.Atoi(port)
+	}
+	if err := q.QueryRowContext(ctx, "SELECT VERSION(), @@server_id").Scan(&src.ServerVersion, &src.ServerID); err != nil {
+		return src, fmt.Errorf("read server version: %w", err)
+	}
+	return src, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,0 +1,64 @@
+// Package duration parses the durations the old FxA pruning tool accepted
+// ("30-days", "10 days", "1 month") as well as Go's ("12h", "500ms"). A plain
+// number is milliseconds.
+package duration
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const day = 24 * time.Hour
+
+// units maps each accepted unit word (singular, plural and short forms) to
+// its length. A month is 30 days and a year 365, as in the old tool.
+var units = map[string]time.Duration{
+	"ms": time.Millisecond, "millisecond": time.Millisecond, "milliseconds": time.Millisecond,
+	"s": time.Second, "sec": time.Second, "secs": time.Second, "second": time.Second, "seconds": time.Second,
+	"m": time.Minute, "min": time.Minute, "mins": time.Minute, "minute": time.Minute, "minutes": time.Minute,
+	"h": time.Hour, "hr": time.Hour, "hrs": time.Hour, "hour": time.Hour, "hours": time.Hour,
+	"d": day, "day": day, "days": day,
+	"w": 7 * day, "week": 7 * day, "weeks": 7 * day,
+	"month": 30 * day, "months": 30 * day,
+	"y": 365 * day, "year": 365 * day, "years": 365 * day,
+}
+
+// Parse reads one duration. It accepts "N", "N unit", "N-unit", "Nunit"
+// (N a non-negative integer) and Go durations such as "1h30m".
+func Parse(s string) (time.Duration, error) {
+	in := strings.TrimSpace(s)
+	if in == "" {
+		return 0, fmt.Errorf("empty duration")
+	}
+	if n, err := strconv.ParseUint(in, 10, 64); err == nil {
+		if n > uint64(math.MaxInt64/int64(time.Millisecond)) {
+			return 0, fmt.Errorf("duration %q is too large", s)
+		}
+		return time.Duration(n) * time.Millisecond, nil
+	}
+	// "30-days", "30 days", "30days"
+	i := 0
+	for i < len(in) && in[i] >= '0' && in[i] <= '9' {
+		i++
+	}
+	if i > 0 {
+		rest := strings.TrimLeft(in[i:], " -")
+		if u, ok := units[strings.ToLower(rest)]; ok {
+			n, err := strconv.ParseInt(in[:i], 10, 64)
+			if err != nil || n > math.MaxInt64/int64(u) {
+				return 0, fmt.Errorf("duration %q is too large", s)
+			}
+			return time.Duration(n) * u, nil
+		}
+	}
+	if d, err := time.ParseDuration(in); err == nil {
+		if d < 0 {
+			return 0, fmt.Errorf("duration %q is negative", s)
+		}
+		return d, nil
+	}
+	return 0, fmt.Errorf("cannot read %q as a duration (examples: 30-days, \"10 days\", \"1 month\", 12h, 500ms, or a number of milliseconds)", s)
+}

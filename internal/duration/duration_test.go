@@ -1,0 +1,27 @@
+package duration
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	day := 24 * time.Hour
+	good := map[string]time.Duration{
+		"0": 0, "1500": 1500 * time.Millisecond, "30-days": 30 * day, "30 days": 30 * day,
+		"10 days": 10 * day, "1 month": 30 * day, "2 months": 60 * day, "1 year": 365 * day,
+		"12h": 12 * time.Hour, "90m": 90 * time.Minute, "500ms": 500 * time.Millisecond,
+		"1h30m": 90 * time.Minute, " 7 Days ": 7 * day, "1-day": day, "3d": 3 * day, "0s": 0,
+	}
+	for in, want := range good {
+		got, err := Parse(in)
+		if err != nil || got != want {
+			t.Errorf("Parse(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "-5m", "abc", "30 fortnights", "days", "1.5 days", "99999999999999999999", "9999999999999 years", "30--days x"} {
+		if got, err := Parse(in); err == nil {
+			t.Errorf("Parse(%q) = %v, want error", in, got)
+		}
+	}
+}

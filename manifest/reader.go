@@ -1,0 +1,321 @@
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// ErrInvalid marks every error that says the file is not a sound manifest
+// (as opposed to, say, a disk error while reading it).
+var ErrInvalid = errors.New("invalid manifest")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// column layout of a file, found by name so other writers' files (which may
+// order or add columns differently) read too.
+type columns struct{ stage, table, id, uid, createdAt int }
+
+var required = []struct {
+	name string
+	kind parquet.Kind
+}{
+	{"stage", parquet.ByteArray},
+	{"table_name", parquet.ByteArray},
+	{"id", parquet.ByteArray},
+	{"uid", parquet.ByteArray},
+	{"created_at", parquet.Int64},
+}
+
+// Reader reads a manifest. Open checks the schema and metadata; Verify reads
+// every row and checks it against the metadata; Rows streams the rows.
+type Reader struct {
+	path string
+	f    *os.File
+	pf   *parquet.File
+	meta *Meta
+	cols columns
+}
+
+// Open opens a manifest and checks its schema and metadata. It never panics,
+// whatever the file holds.
+func Open(path string) (r *Reader, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open manifest: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat manifest: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, invalid("%s is not a regular file", path)
+	}
+	if st.Size() == 0 {
+		return nil, invalid("%s is empty", path)
+	}
+	var pf *parquet.File
+	err = guard(func() error {
+		var e error
+		pf, e = parquet.OpenFile(f, st.Size(), parquet.SkipBloomFilters(true))
+		return e
+	})
+	if err != nil {
+		return nil, invalid("%s is not a readable Parquet file: %v", path, err)
+	}
+	r = &Reader{path: path, f: f, pf: pf}
+	if err := r.checkSchema(); err != nil {
+		return nil, err
+	}
+	meta, err := parseMeta(pf.Lookup)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	if meta.RowCount != pf.NumRows() {
+		return nil, invalid("metadata says %d rows but the file holds %d", meta.RowCount, pf.NumRows())
+	}
+	r.meta = meta
+	return r, nil
+}
+
+func (r *Reader) checkSchema() error {
+	return guard(func() error {
+		s := r.pf.Schema()
+		idx := make([]int, len(required))
+		for i, c := range required {
+			leaf, ok := s.Lookup(c.name)
+			if !ok {
+				return invalid("column %q is missing", c.name)
+			}
+			if leaf.MaxRepetitionLevel > 0 || leaf.Node.Repeated() {
+				return invalid("column %q is repeated; want a single value per row", c.name)
+			}
+			if k := leaf.Node.Type().Kind(); k != c.kind {
+				return invalid("column %q has type %s, want %s", c.name, k, c.kind)
+			}
+			idx[i] = leaf.ColumnIndex
+		}
+		r.cols = columns{stage: idx[0], table: idx[1], id: idx[2], uid: idx[3], createdAt: idx[4]}
+		return nil
+	})
+}
+
+// Meta returns the metadata read by Open.
+func (r *Reader) Meta() *Meta { return r.meta }
+
+// NumRows is the number of rows in the file.
+func (r *Reader) NumRows() int64 { return r.pf.NumRows() }
+
+// Close closes the file.
+func (r *Reader) Close() error { return r.f.Close() }
+
+// Verify reads every row, checks each against the rules of the format and
+// the whole against the metadata: digest, counts, oldest and newest. Nothing
+// should act on a manifest that has not passed Verify.
+func (r *Reader) Verify() error {
+	t := newTally()
+	it := r.Rows(0)
+	for {
+		row, ok := it.Next()
+		if !ok {
+			break
+		}
+		if err := t.add(row); err != nil {
+			return invalid("%v", err)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	n, stats, digest := t.result()
+	m := r.meta
+	if n != m.RowCount {
+		return invalid("read %d rows, metadata says %d", n, m.RowCount)
+	}
+	if digest != m.RowsSHA256 {
+		return invalid("rows do not match the digest in the metadata (rows were changed after planning)")
+	}
+	if len(stats) != len(m.Stats) {
+		return invalid("rows fill %d stage/table sections, metadata lists %d", len(stats), len(m.Stats))
+	}
+	for i, s := range stats {
+		ms := m.Stats[i]
+		if s.Stage != ms.Stage || s.Table != ms.Table || s.Rows != ms.Rows {
+			return invalid("rows hold %d %s/%s, metadata says %d %s/%s", s.Rows, s.Stage, s.Table, ms.Rows, ms.Stage, ms.Table)
+		}
+		if s.Oldest != ms.Oldest || s.Newest != ms.Newest {
+			return invalid("%s/%s createdAt range in rows (%d..%d) differs from metadata (%d..%d)", s.Stage, s.Table, s.Oldest, s.Newest, ms.Oldest, ms.Newest)
+		}
+	}
+	return nil
+}
+
+// Iter streams rows in file order.
+type Iter struct {
+	r      *Reader
+	next   int64 // file index of the next row Next returns
+	group  int
+	rows   parquet.Rows
+	buf    []parquet.Row
+	bufAt  int
+	bufLen int
+	err    error
+}
+
+// Rows returns an iterator that starts at row index from (0-based).
+func (r *Reader) Rows(from int64) *Iter {
+	return &Iter{r: r, next: from, group: -1, buf: make([]parquet.Row, 256)}
+}
+
+// Index is the file index of the row the next call to Next returns.
+func (it *Iter) Index() int64 { return it.next }
+
+// Err is the error that stopped the iteration, if any.
+func (it *Iter) Err() error { return it.err }
+
+// Next returns the next row, or false at the end or on error (see Err).
+func (it *Iter) Next() (Row, bool) {
+	if it.err != nil {
+		return Row{}, false
+	}
+	var row Row
+	var ok bool
+	if err := guard(func() error {
+		var e error
+		row, ok, e = it.next1()
+		return e
+	}); err != nil {
+		it.err = invalid("row %d: %v", it.next, err)
+		it.close()
+		return Row{}, false
+	}
+	if ok {
+		it.next++
+	}
+	return row, ok
+}
+
+func (it *Iter) next1() (Row, bool, error) {
+	for it.bufAt >= it.bufLen {
+		if it.rows == nil {
+			if !it.open() {
+				return Row{}, false, nil
+			}
+		}
+		n, err := it.rows.ReadRows(it.buf)
+		it.bufAt, it.bufLen = 0, n
+		if n == 0 {
+			if err != nil && !errors.Is(err, io.EOF) {
+				return Row{}, false, err
+			}
+			it.close()
+			it.group++
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return Row{}, false, err
+		}
+	}
+	pr := it.buf[it.bufAt]
+	it.bufAt++
+	return it.decode(pr)
+}
+
+// open positions the iterator at the row group holding it.next.
+func (it *Iter) open() bool {
+	groups := it.r.pf.RowGroups()
+	var start int64
+	for i, g := range groups {
+		n := g.NumRows()
+		if it.next < start+n && i >= it.group {
+			it.group = i
+			it.rows = g.Rows()
+			if skip := it.next - start; skip > 0 {
+				if err := it.rows.SeekToRow(skip); err != nil {
+					it.err = fmt.Errorf("seek to row %d: %w", it.next, err)
+					return false
+				}
+			}
+			return true
+		}
+		start += n
+	}
+	return false
+}
+
+func (it *Iter) close() {
+	if it.rows != nil {
+		it.rows.Close()
+		it.rows = nil
+	}
+}
+
+func (it *Iter) decode(pr parquet.Row) (Row, bool, error) {
+	c := it.r.cols
+	var row Row
+	var have int
+	for _, v := range pr {
+		col := v.Column()
+		if col != c.stage && col != c.table && col != c.id && col != c.uid && col != c.createdAt {
+			continue
+		}
+		if v.IsNull() {
+			return Row{}, false, fmt.Errorf("column %d is null", col)
+		}
+		have++
+		switch col {
+		case c.stage:
+			row.Stage = string(v.ByteArray())
+		case c.table:
+			row.Table = string(v.ByteArray())
+		case c.id:
+			row.ID = append([]byte(nil), v.ByteArray()...)
+		case c.uid:
+			row.UID = append([]byte(nil), v.ByteArray()...)
+		case c.createdAt:
+			row.CreatedAt = v.Int64()
+		}
+	}
+	if have != 5 {
+		return Row{}, false, fmt.Errorf("row has %d of the 5 manifest columns", have)
+	}
+	return row, true, nil
+}
+
+// guard turns a panic inside parquet-go (which panics on some corrupt
+// files) into an error.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("corrupt Parquet data: %v", p)
+		}
+	}()
+	return fn()
+}
+
+// FileSHA256 is the SHA-256 of the whole file, as plan prints it and
+// apply --approve checks it.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

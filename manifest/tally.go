@@ -1,0 +1,164 @@
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"hash/fnv"
+
+	"github.com/axiomhq/hyperloglog"
+)
+
+// exactAccountsLimit bounds the memory spent on counting distinct accounts of
+// one section; past it the count becomes a HyperLogLog estimate.
+const exactAccountsLimit = 100_000
+
+// tally is what the writer and the reader both compute over the rows, in file
+// order: the digest, per-section statistics and the ordering rules that make
+// duplicates impossible. The writer records it; the reader checks a file
+// against it, so the two can never drift apart.
+type tally struct {
+	digest hash.Hash
+	buf    []byte
+	rows   int64
+
+	sections []SectionStats
+	cur      int // index into Sections of the current section, -1 before the first row
+	accounts map[[UIDLen]byte]struct{}
+	sketch   *hyperloglog.Sketch
+	prev     Row
+
+	// max-sessions rows come grouped by account; each account once.
+	seenGroups map[[UIDLen]byte]struct{}
+	// session tokens listed by max-sessions, by fingerprint, so token-age
+	// cannot list one again.
+	maxSessionIDs map[uint64]struct{}
+}
+
+func newTally() *tally {
+	return &tally{digest: sha256.New(), cur: -1}
+}
+
+// add checks one row against the rules and folds it into the tally. The
+// error names the row by its zero-based position in the file.
+func (t *tally) add(r Row) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("row %d: %w", t.rows, err)
+	}
+	idx := SectionIndex(r.Stage, r.Table)
+	switch {
+	case idx < t.cur:
+		return fmt.Errorf("row %d: %s after %s: sections out of order", t.rows, r.Section(), Sections[t.cur])
+	case idx > t.cur:
+		t.finishSection()
+		t.cur = idx
+		t.sections = append(t.sections, SectionStats{Stage: r.Stage, Table: r.Table, Oldest: r.CreatedAt, Newest: r.CreatedAt})
+		t.accounts = map[[UIDLen]byte]struct{}{}
+		t.sketch = nil
+		if r.Stage == StageMaxSessions {
+			t.seenGroups = map[[UIDLen]byte]struct{}{}
+			t.maxSessionIDs = map[uint64]struct{}{}
+		}
+	default:
+		if err := t.checkOrder(r); err != nil {
+			return fmt.Errorf("row %d: %w", t.rows, err)
+		}
+	}
+	var uid [UIDLen]byte
+	copy(uid[:], r.UID)
+	if r.Stage == StageMaxSessions {
+		if t.rows == 0 || idx != SectionIndex(t.prev.Stage, t.prev.Table) || string(t.prev.UID) != string(r.UID) {
+			if _, dup := t.seenGroups[uid]; dup {
+				return fmt.Errorf("row %d: account %x appears in two separate groups of %s", t.rows, r.UID, r.Section())
+			}
+			t.seenGroups[uid] = struct{}{}
+		}
+		t.maxSessionIDs[fingerprint(r.ID)] = struct{}{}
+	} else if r.Stage == StageTokenAge && r.Table == TableSessionTokens && t.maxSessionIDs != nil {
+		if _, dup := t.maxSessionIDs[fingerprint(r.ID)]; dup {
+			return fmt.Errorf("row %d: session token %x is listed by both %s and %s", t.rows, r.ID, StageMaxSessions, StageTokenAge)
+		}
+	}
+
+	st := &t.sections[len(t.sections)-1]
+	st.Rows++
+	st.Oldest = min(st.Oldest, r.CreatedAt)
+	st.Newest = max(st.Newest, r.CreatedAt)
+	if t.sketch == nil {
+		t.accounts[uid] = struct{}{}
+		if len(t.accounts) > exactAccountsLimit {
+			t.sketch = hyperloglog.New16()
+			for u := range t.accounts {
+				t.sketch.Insert(u[:])
+			}
+			t.accounts = nil
+		}
+	} else {
+		t.sketch.Insert(uid[:])
+	}
+
+	t.buf = appendDigestRow(t.buf[:0], r)
+	t.digest.Write(t.buf)
+	t.rows++
+	t.prev = Row{Stage: r.Stage, Table: r.Table, CreatedAt: r.CreatedAt,
+		ID: append(t.prev.ID[:0], r.ID...), UID: append(t.prev.UID[:0], r.UID...)}
+	return nil
+}
+
+// checkOrder enforces strictly ascending (createdAt, key) within a section,
+// or within an account's group for max-sessions, which rules out duplicates
+// without remembering every row.
+func (t *tally) checkOrder(r Row) error {
+	if r.Stage == StageMaxSessions && string(t.prev.UID) != string(r.UID) {
+		return nil // a new account's group starts
+	}
+	if compareAge(t.prev, r) >= 0 {
+		if compareAge(t.prev, r) == 0 {
+			return fmt.Errorf("duplicate %s row %x", r.Section(), r.Key())
+		}
+		return fmt.Errorf("%s rows out of order (createdAt %d after %d)", r.Section(), r.CreatedAt, t.prev.CreatedAt)
+	}
+	return nil
+}
+
+func (t *tally) finishSection() {
+	if len(t.sections) == 0 {
+		return
+	}
+	st := &t.sections[len(t.sections)-1]
+	if t.sketch != nil {
+		st.Accounts = int64(t.sketch.Estimate())
+		st.AccountsApprox = true
+	} else {
+		st.Accounts = int64(len(t.accounts))
+	}
+	t.accounts, t.sketch = nil, nil
+}
+
+// result finishes the tally: total rows, per-section stats, digest.
+func (t *tally) result() (int64, []SectionStats, string) {
+	t.finishSection()
+	stats := t.sections
+	if stats == nil {
+		stats = []SectionStats{}
+	}
+	return t.rows, stats, hex.EncodeToString(t.digest.Sum(nil))
+}
+
+// appendDigestRow is the digest's encoding of one row: unambiguous, because
+// every variable-length field carries its length.
+func appendDigestRow(b []byte, r Row) []byte {
+	for _, f := range [][]byte{[]byte(r.Stage), []byte(r.Table), r.ID, r.UID} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return binary.BigEndian.AppendUint64(b, uint64(r.CreatedAt))
+}
+
+func fingerprint(id []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(id)
+	return h.Sum64()
+}

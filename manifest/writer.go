@@ -1,0 +1,177 @@
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// fileRow is the on-disk schema. Column names are part of the format.
+type fileRow struct {
+	Stage     string `parquet:"stage,dict"`
+	TableName string `parquet:"table_name,dict"`
+	ID        []byte `parquet:"id"`
+	UID       []byte `parquet:"uid"`
+	CreatedAt int64  `parquet:"created_at"`
+}
+
+// rowGroupRows bounds the rows a writer buffers before it flushes a row
+// group, so memory stays flat however many rows a plan lists.
+const rowGroupRows = 64 * 1024
+
+// writeBatch is how many rows Write hands parquet-go at once.
+const writeBatch = 1024
+
+// Writer writes a manifest atomically: rows go to a temporary file beside the
+// destination, and only Commit makes it appear under its final name.
+type Writer struct {
+	path    string
+	tmp     *os.File
+	pw      *parquet.GenericWriter[fileRow]
+	tally   *tally
+	pending []fileRow
+	inGroup int
+	done    bool
+}
+
+// Create starts a manifest that will be named path. It fails if path exists:
+// a manifest is evidence for a review and is never overwritten.
+func Create(path string) (*Writer, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("%s already exists; a manifest is never overwritten", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("check %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("create manifest in %s: %w", dir, err)
+	}
+	// Manifests name accounts: readable by the operator only.
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+	}
+	pw := parquet.NewGenericWriter[fileRow](tmp,
+		parquet.Compression(&parquet.Zstd),
+		parquet.MaxRowsPerRowGroup(rowGroupRows),
+		parquet.CreatedBy("prune-tokens", "", ""),
+	)
+	return &Writer{path: path, tmp: tmp, pw: pw, tally: newTally()}, nil
+}
+
+// Write appends one row. Rows must come in manifest order (see Sections and
+// tally.checkOrder); a row out of order is a planner bug and fails here rather
+// than produce a file that apply would refuse.
+func (w *Writer) Write(r Row) error {
+	if w.done {
+		return errors.New("manifest writer already closed")
+	}
+	if err := w.tally.add(r); err != nil {
+		return fmt.Errorf("manifest row rejected: %w", err)
+	}
+	w.pending = append(w.pending, fileRow{Stage: r.Stage, TableName: r.Table,
+		ID: append([]byte(nil), r.ID...), UID: append([]byte(nil), r.UID...), CreatedAt: r.CreatedAt})
+	if len(w.pending) >= writeBatch {
+		return w.flushPending()
+	}
+	return nil
+}
+
+func (w *Writer) flushPending() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	if _, err := w.pw.Write(w.pending); err != nil {
+		return fmt.Errorf("write manifest rows: %w", err)
+	}
+	w.inGroup += len(w.pending)
+	w.pending = w.pending[:0]
+	if w.inGroup >= rowGroupRows {
+		if err := w.pw.Flush(); err != nil {
+			return fmt.Errorf("flush manifest row group: %w", err)
+		}
+		w.inGroup = 0
+	}
+	return nil
+}
+
+// Rows returns how many rows were written so far.
+func (w *Writer) Rows() int64 { return w.tally.rows }
+
+// Commit records meta (with the row-derived fields filled in), writes the
+// footer, fsyncs, and moves the file to its final name without ever
+// replacing an existing file. It returns the completed Meta.
+func (w *Writer) Commit(meta Meta) (*Meta, error) {
+	if w.done {
+		return nil, errors.New("manifest writer already closed")
+	}
+	w.done = true
+	fail := func(err error) (*Meta, error) {
+		w.tmp.Close()
+		os.Remove(w.tmp.Name())
+		return nil, err
+	}
+	if err := w.flushPending(); err != nil {
+		return fail(err)
+	}
+	meta.FormatVersion = FormatVersion
+	meta.RowCount, meta.Stats, meta.RowsSHA256 = w.tally.result()
+	kv, err := meta.keyValues()
+	if err != nil {
+		return fail(err)
+	}
+	for _, p := range kv {
+		w.pw.SetKeyValueMetadata(p[0], p[1])
+	}
+	if err := w.pw.Close(); err != nil {
+		return fail(fmt.Errorf("finish manifest: %w", err))
+	}
+	if err := w.tmp.Sync(); err != nil {
+		return fail(fmt.Errorf("fsync manifest: %w", err))
+	}
+	if err := w.tmp.Close(); err != nil {
+		return fail(fmt.Errorf("close manifest: %w", err))
+	}
+	// A hard link fails if the name exists, so unlike rename it can never
+	// replace a manifest that appeared while we were planning.
+	if err := os.Link(w.tmp.Name(), w.path); err != nil {
+		os.Remove(w.tmp.Name())
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("%s already exists; a manifest is never overwritten", w.path)
+		}
+		return nil, fmt.Errorf("publish manifest %s: %w", w.path, err)
+	}
+	os.Remove(w.tmp.Name())
+	if err := syncDir(filepath.Dir(w.path)); err != nil {
+		return nil, err
+	}
+	return &meta, nil
+}
+
+// Abort discards the temporary file; nothing appears under the final name.
+// Safe to call after Commit (it then does nothing).
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.tmp.Close()
+	os.Remove(w.tmp.Name())
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
