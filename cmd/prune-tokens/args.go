@@ -22,11 +22,14 @@ func permuteArgs(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	takesValue := map[string]bool{}
+	// A flag the command does not know is assumed to take a value; cli
+	// rejects it anyway, with its name in the message.
+	isBool := map[string]bool{"help": true, "h": true}
 	for _, f := range cmd.Flags {
-		_, isBool := f.(*cli.BoolFlag)
-		for _, n := range f.Names() {
-			takesValue[n] = !isBool
+		if _, ok := f.(*cli.BoolFlag); ok {
+			for _, n := range f.Names() {
+				isBool[n] = true
+			}
 		}
 	}
 	var flags, positional []string
@@ -46,7 +49,7 @@ func permuteArgs(app *cli.App, args []string) []string {
 		if strings.Contains(name, "=") {
 			continue
 		}
-		if takesValue[name] && i+1 < len(rest) {
+		if !isBool[name] && i+1 < len(rest) {
 			flags = append(flags, rest[i+1])
 			i++
 		}
