@@ -47,6 +47,10 @@ type Reader struct {
 // Open opens a manifest and checks its schema and metadata. It never panics,
 // whatever the file holds.
 func Open(path string) (r *Reader, err error) {
+	// Check before opening: opening a FIFO blocks until someone writes to it.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil, invalid("%s is not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open manifest: %w", err)

@@ -75,7 +75,13 @@ func (t *tally) add(r Row) error {
 			}
 			t.seenGroups[uid] = struct{}{}
 		}
-		t.maxSessionIDs[fingerprint(r.ID)] = struct{}{}
+		// Order checks catch a repeat within one account's group; a token
+		// listed again under another account is caught here.
+		fp := fingerprint(r.ID)
+		if _, dup := t.maxSessionIDs[fp]; dup {
+			return fmt.Errorf("row %d: session token %x is listed twice by %s", t.rows, r.ID, StageMaxSessions)
+		}
+		t.maxSessionIDs[fp] = struct{}{}
 	} else if r.Stage == StageTokenAge && r.Table == TableSessionTokens && t.maxSessionIDs != nil {
 		if _, dup := t.maxSessionIDs[fingerprint(r.ID)]; dup {
 			return fmt.Errorf("row %d: session token %x is listed by both %s and %s", t.rows, r.ID, StageMaxSessions, StageTokenAge)
