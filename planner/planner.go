@@ -1,0 +1,458 @@
+// Package planner decides which rows the six FxA pruning stages would delete
+// and streams them, in manifest order, into a manifest.Writer. It only reads:
+// every statement runs inside one read-only, consistent-snapshot transaction
+// on one pinned connection, so the stages see the same data and their counts
+// add up even while the service keeps writing.
+package planner
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"prune-tokens/manifest"
+)
+
+// DefaultPageSize bounds the rows one keyset-paginated statement returns, so
+// no statement runs unbounded and a cancelled context is noticed between
+// pages.
+const DefaultPageSize = 10000
+
+// Options are the planning rules. Zero ages and a zero MaxSessions turn
+// their stages off, as in the old tool.
+type Options struct {
+	Now                     int64 // planning instant, ms since the epoch
+	MaxTokenAge             time.Duration
+	MaxCodeAge              time.Duration
+	MaxSessions             int64
+	MaxSessionsMaxAccounts  int64
+	MaxSessionsMaxDeletions int64
+	// MaxTokenAgeWindowSize caps the session tokens the token-age stage
+	// lists, oldest first; 0 means no cap. The other token tables are small
+	// (one row per account at most) and are not capped.
+	MaxTokenAgeWindowSize int64
+	// PageSize overrides DefaultPageSize (tests use tiny pages to cross
+	// page boundaries on small data).
+	PageSize int
+}
+
+// Result is what planning found besides the rows themselves (which went to
+// the writer).
+type Result struct {
+	TokenCutoff int64 // ms; 0 when token-age is off
+	CodeCutoff  int64 // ms; 0 when code-age is off
+	// TopAccounts are the accounts max-sessions trims, in manifest order.
+	TopAccounts []manifest.Account
+	Rows        int64
+	// SnapshotFallback is true when the server refused START TRANSACTION
+	// WITH CONSISTENT SNAPSHOT and a plain read-only transaction was used.
+	SnapshotFallback bool
+}
+
+// Validate checks options that no flag parser can rule out.
+func (o Options) Validate() error {
+	switch {
+	case o.Now <= 0:
+		return fmt.Errorf("now must be a positive number of milliseconds, got %d", o.Now)
+	case o.MaxTokenAge < 0:
+		return fmt.Errorf("maxTokenAge must not be negative")
+	case o.MaxCodeAge < 0:
+		return fmt.Errorf("maxCodeAge must not be negative")
+	case o.MaxSessions < 0, o.MaxSessionsMaxAccounts < 0, o.MaxSessionsMaxDeletions < 0, o.MaxTokenAgeWindowSize < 0:
+		return fmt.Errorf("session limits must not be negative")
+	case o.PageSize < 0:
+		return fmt.Errorf("page size must not be negative")
+	}
+	return nil
+}
+
+// Cutoffs returns the absolute cutoffs the ages give at Now; 0 means the
+// stage is off.
+func (o Options) Cutoffs() (token, code int64) {
+	if o.MaxTokenAge > 0 {
+		token = o.Now - o.MaxTokenAge.Milliseconds()
+	}
+	if o.MaxCodeAge > 0 {
+		code = o.Now - o.MaxCodeAge.Milliseconds()
+	}
+	return token, code
+}
+
+// Plan runs the stages against db and writes every row they list to w, in
+// manifest order. It neither commits nor aborts w: the caller does, with the
+// metadata it owns. On error the rows written so far are incomplete and the
+// caller must Abort.
+func Plan(ctx context.Context, db *sql.DB, opts Options, w *manifest.Writer) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.PageSize == 0 {
+		opts.PageSize = DefaultPageSize
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("get a connection: %w", err)
+	}
+	s, err := begin(ctx, conn)
+	if err != nil {
+		closeConn(conn, false)
+		return nil, err
+	}
+	p := &planner{ctx: ctx, q: conn, opts: opts, w: w, res: &Result{SnapshotFallback: s.fallback}}
+	p.res.TokenCutoff, p.res.CodeCutoff = opts.Cutoffs()
+	err = p.run()
+	// The transaction only ever read, so ending it cannot lose anything; a
+	// connection whose rollback failed is not returned to the pool.
+	rbErr := s.end(context.WithoutCancel(ctx))
+	closeConn(conn, rbErr == nil)
+	if err != nil {
+		return nil, err
+	}
+	p.res.Rows = w.Rows()
+	return p.res, nil
+}
+
+type snapshot struct {
+	conn     *sql.Conn
+	fallback bool
+}
+
+// begin starts the read-only snapshot on the pinned connection. database/sql's
+// BeginTx cannot ask for WITH CONSISTENT SNAPSHOT, so the statements are
+// issued by hand. REPEATABLE READ is set first because a server whose
+// default is READ COMMITTED would otherwise take a new snapshot per
+// statement. Servers that reject either statement (the go-mysql-server
+// sandbox) get the plain form: their transactions are snapshots anyway.
+func begin(ctx context.Context, conn *sql.Conn) (*snapshot, error) {
+	s := &snapshot{conn: conn}
+	if _, err := conn.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("set isolation level: %w", ctx.Err())
+		}
+		s.fallback = true
+	}
+	if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("start snapshot: %w", ctx.Err())
+		}
+		s.fallback = true
+		if _, err2 := conn.ExecContext(ctx, "START TRANSACTION READ ONLY"); err2 != nil {
+			return nil, fmt.Errorf("start a read-only snapshot transaction: %w (and with CONSISTENT SNAPSHOT: %v)", err2, err)
+		}
+	}
+	return s, nil
+}
+
+func (s *snapshot) end(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := s.conn.ExecContext(ctx, "ROLLBACK")
+	return err
+}
+
+// closeConn returns conn to the pool, or discards it when its session state
+// is unknown (a transaction may still be open on it).
+func closeConn(conn *sql.Conn, reusable bool) {
+	if !reusable {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	conn.Close()
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+type planner struct {
+	ctx  context.Context
+	q    querier
+	opts Options
+	w    *manifest.Writer
+	res  *Result
+	// claimed is, per account max-sessions trims, the last (newest) session
+	// it listed. Max-sessions lists each account's oldest sessions in
+	// (createdAt, tokenId) order, so in one snapshot a session is listed by
+	// it exactly when its uid is here and it sorts at or before that row:
+	// token-age can skip those without remembering every tokenId.
+	claimed map[[manifest.UIDLen]byte]position
+}
+
+type position struct {
+	createdAt int64
+	key       []byte
+}
+
+// testHookAfterStage, when set by a test, runs after each stage.
+var testHookAfterStage func(stage string)
+
+func (p *planner) run() error {
+	if p.opts.MaxSessions > 0 {
+		if err := p.maxSessions(); err != nil {
+			return fmt.Errorf("max-sessions: %w", err)
+		}
+	}
+	if testHookAfterStage != nil {
+		testHookAfterStage(manifest.StageMaxSessions)
+	}
+	if p.res.TokenCutoff != 0 {
+		if err := p.tokenAge(); err != nil {
+			return fmt.Errorf("token-age: %w", err)
+		}
+	}
+	if p.res.CodeCutoff != 0 {
+		if err := p.codeAge(); err != nil {
+			return fmt.Errorf("code-age: %w", err)
+		}
+	}
+	return nil
+}
+
+// maxSessions finds the largest accounts (stage 1) and lists, per account,
+// its sessions beyond the newest MaxSessions, oldest first (stage 2).
+func (p *planner) maxSessions() error {
+	type account struct {
+		uid []byte
+		n   int64
+	}
+	var accounts []account
+	// The GROUP BY reads the whole session_uid index once; the old tool's
+	// comment said "call sparingly", and plan calls it exactly once.
+	rows, err := p.q.QueryContext(p.ctx,
+		"SELECT uid, COUNT(*) AS n FROM sessionTokens GROUP BY uid HAVING COUNT(*) > ? ORDER BY n DESC, uid LIMIT ?",
+		p.opts.MaxSessions, p.opts.MaxSessionsMaxAccounts)
+	if err != nil {
+		return fmt.Errorf("find large accounts: %w", err)
+	}
+	for rows.Next() {
+		var a account
+		if err := rows.Scan(&a.uid, &a.n); err != nil {
+			rows.Close()
+			return fmt.Errorf("find large accounts: %w", err)
+		}
+		accounts = append(accounts, a)
+	}
+	if err := closeRows(rows, "find large accounts"); err != nil {
+		return err
+	}
+
+	p.claimed = make(map[[manifest.UIDLen]byte]position, len(accounts))
+	p.res.TopAccounts = make([]manifest.Account, 0, len(accounts))
+	for _, a := range accounts {
+		toDelete := min(a.n-p.opts.MaxSessions, p.opts.MaxSessionsMaxDeletions)
+		p.res.TopAccounts = append(p.res.TopAccounts, manifest.Account{UID: hex.EncodeToString(a.uid), Sessions: a.n, ToDelete: toDelete})
+		if toDelete <= 0 {
+			continue
+		}
+		// The count is exact in this snapshot, so the oldest n-maxSessions
+		// rows are precisely the ones beyond the newest maxSessions. There
+		// is no (uid, createdAt) index: the server sorts this one account's
+		// sessions, which is bounded by the account, not the table.
+		rows, err := p.q.QueryContext(p.ctx,
+			"SELECT tokenId, createdAt FROM sessionTokens WHERE uid = ? ORDER BY createdAt, tokenId LIMIT ?",
+			a.uid, toDelete)
+		if err != nil {
+			return fmt.Errorf("list sessions of account %x: %w", a.uid, err)
+		}
+		var last manifest.Row
+		for rows.Next() {
+			r := manifest.Row{Stage: manifest.StageMaxSessions, Table: manifest.TableSessionTokens, UID: a.uid}
+			if err := rows.Scan(&r.ID, &r.CreatedAt); err != nil {
+				rows.Close()
+				return fmt.Errorf("list sessions of account %x: %w", a.uid, err)
+			}
+			if err := p.write(r); err != nil {
+				rows.Close()
+				return err
+			}
+			last = r
+		}
+		if err := closeRows(rows, fmt.Sprintf("list sessions of account %x", a.uid)); err != nil {
+			return err
+		}
+		if last.ID != nil {
+			var k [manifest.UIDLen]byte
+			copy(k[:], a.uid)
+			p.claimed[k] = position{last.CreatedAt, last.ID}
+		}
+	}
+	return nil
+}
+
+// isClaimed reports whether max-sessions already listed the session r.
+func (p *planner) isClaimed(r manifest.Row) bool {
+	var k [manifest.UIDLen]byte
+	copy(k[:], r.UID)
+	pos, ok := p.claimed[k]
+	if !ok {
+		return false
+	}
+	if r.CreatedAt != pos.createdAt {
+		return r.CreatedAt < pos.createdAt
+	}
+	return string(r.ID) <= string(pos.key)
+}
+
+// ageTable describes how to page through one table in the order of its
+// createdAt index: (createdAt, primary key). Columns are named through the
+// alias t.
+type ageTable struct {
+	stage, table string
+	// cols selects id, uid, createdAt in that order.
+	cols string
+	// pk are the primary-key columns in index order; after is the keyset
+	// condition that continues after a row, given createdAt >= its value.
+	pk    []string
+	after string
+	// join and extra add a join and a filter (sessionTokens: no device).
+	join, extra string
+	// limit caps the rows listed (0 = none).
+	limit int64
+	// skip drops rows another stage already listed.
+	skip func(manifest.Row) bool
+}
+
+func (p *planner) tokenAge() error {
+	simple := func(table string) ageTable {
+		return ageTable{stage: manifest.StageTokenAge, table: table, cols: "t.tokenId, t.uid, t.createdAt",
+			pk: []string{"tokenId"}, after: "(t.createdAt > ? OR t.tokenId > ?)"}
+	}
+	tables := []ageTable{
+		simple(manifest.TableAccountResetTokens),
+		simple(manifest.TablePasswordForgotTokens),
+		simple(manifest.TablePasswordChangeTokens),
+	}
+	sessions := simple(manifest.TableSessionTokens)
+	// An anti-join rather than NOT EXISTS: MariaDB materializes a NOT EXISTS
+	// subquery by scanning all of devices for every statement, while the
+	// LEFT JOIN is one eq_ref probe of UQ_devices_sessionTokenId (uid,
+	// sessionTokenId) per session. Naming uid is what lets it use that
+	// index, and is the rule: a device under another uid does not protect
+	// the session. devices.uid is NOT NULL, so NULL means "no device".
+	sessions.join = "LEFT JOIN devices d ON d.uid = t.uid AND d.sessionTokenId = t.tokenId"
+	sessions.extra = "d.uid IS NULL"
+	sessions.limit = p.opts.MaxTokenAgeWindowSize
+	sessions.skip = p.isClaimed
+	tables = append(tables, sessions)
+	for _, t := range tables {
+		if err := p.scanAge(t, p.res.TokenCutoff); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *planner) codeAge() error {
+	tables := []ageTable{
+		{stage: manifest.StageCodeAge, table: manifest.TableUnblockCodes, cols: "t.unblockCodeHash, t.uid, t.createdAt",
+			pk:    []string{"uid", "unblockCodeHash"},
+			after: "(t.createdAt > ? OR t.uid > ? OR (t.uid = ? AND t.unblockCodeHash > ?))"},
+		{stage: manifest.StageCodeAge, table: manifest.TableSigninCodes, cols: "t.hash, t.uid, t.createdAt",
+			pk: []string{"hash"}, after: "(t.createdAt > ? OR t.hash > ?)"},
+	}
+	for _, t := range tables {
+		if err := p.scanAge(t, p.res.CodeCutoff); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanAge lists the rows of t with createdAt < cutoff, oldest first, one
+// bounded page at a time. Each page continues strictly after the last row
+// the previous page returned (keyset pagination), written with plain
+// AND/OR rather than row constructors so every engine can use the
+// createdAt index for it and the order never needs a sort. Within the
+// snapshot no row can appear or vanish between pages.
+func (p *planner) scanAge(t ageTable, cutoff int64) error {
+	order := "t.createdAt"
+	for _, c := range t.pk {
+		order += ", t." + c
+	}
+	from := t.table + " t"
+	if t.join != "" {
+		from += " " + t.join
+	}
+	where := "t.createdAt < ?"
+	if t.extra != "" {
+		where += " AND " + t.extra
+	}
+	first := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT ?", t.cols, from, where, order)
+	next := fmt.Sprintf("SELECT %s FROM %s WHERE t.createdAt >= ? AND %s AND %s ORDER BY %s LIMIT ?", t.cols, from, t.after, where, order)
+
+	var listed int64
+	var last manifest.Row
+	for page := 0; ; page++ {
+		if err := p.ctx.Err(); err != nil {
+			return err
+		}
+		var rows *sql.Rows
+		var err error
+		if page == 0 {
+			rows, err = p.q.QueryContext(p.ctx, first, cutoff, p.opts.PageSize)
+		} else {
+			args := []any{last.CreatedAt, last.CreatedAt}
+			if t.table == manifest.TableUnblockCodes {
+				args = append(args, last.UID, last.UID, last.ID)
+			} else {
+				args = append(args, last.ID)
+			}
+			args = append(args, cutoff, p.opts.PageSize)
+			rows, err = p.q.QueryContext(p.ctx, next, args...)
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", t.table, err)
+		}
+		n := 0
+		for rows.Next() {
+			r := manifest.Row{Stage: t.stage, Table: t.table}
+			if err := rows.Scan(&r.ID, &r.UID, &r.CreatedAt); err != nil {
+				rows.Close()
+				return fmt.Errorf("read %s: %w", t.table, err)
+			}
+			n++
+			last = r
+			if t.skip != nil && t.skip(r) {
+				continue
+			}
+			if err := p.write(r); err != nil {
+				rows.Close()
+				return err
+			}
+			listed++
+			if t.limit > 0 && listed >= t.limit {
+				rows.Close()
+				return nil
+			}
+		}
+		if err := closeRows(rows, "read "+t.table); err != nil {
+			return err
+		}
+		if n < p.opts.PageSize {
+			return nil
+		}
+	}
+}
+
+func (p *planner) write(r manifest.Row) error {
+	if err := p.ctx.Err(); err != nil {
+		return err
+	}
+	if err := p.w.Write(r); err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	return nil
+}
+
+func closeRows(rows *sql.Rows, what string) error {
+	err := rows.Err()
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
