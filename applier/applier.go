@@ -1,0 +1,427 @@
+// Package applier deletes exactly the rows of a verified, approved manifest:
+// in batches of one section each, one transaction per batch, by primary key,
+// each row only if it still matches the plan, holding FxA's named prune lock,
+// recording progress in a checkpoint after every commit so that a stopped or
+// killed run resumes where it left off.
+package applier
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"prune-tokens/internal/dbconn"
+	"prune-tokens/manifest"
+)
+
+// ErrInterrupted says the context was cancelled (SIGINT/SIGTERM): the batch
+// in flight was finished or rolled back and the checkpoint is current.
+var ErrInterrupted = errors.New("interrupted")
+
+// initErr marks errors found before anything was deleted.
+type initErr struct{ err error }
+
+func (e *initErr) Error() string { return e.err.Error() }
+func (e *initErr) Unwrap() error { return e.err }
+
+func initErrorf(format string, args ...any) error {
+	return &initErr{fmt.Errorf(format, args...)}
+}
+
+// IsInit says whether err was found before apply started deleting (bad
+// options or manifest, refused approval or checkpoint, database unreachable):
+// nothing was deleted. Any other error from Run happened during the deletion.
+func IsInit(err error) bool {
+	var ie *initErr
+	return errors.As(err, &ie)
+}
+
+// SectionResult is the outcome of one (stage, table) of the manifest.
+type SectionResult struct {
+	Section manifest.Section
+	Planned int64
+	Counts
+}
+
+// Result describes an apply (or a dry run), over the whole manifest: rows
+// done by earlier, resumed runs included.
+type Result struct {
+	Manifest   string
+	FileSHA256 string
+	Checkpoint string // "" in a dry run
+	DryRun     bool
+
+	Total     int64 // rows in the manifest
+	Done      int64 // rows processed, earlier runs included
+	ResumedAt int64 // row this run started at
+	Sections  []SectionResult
+
+	Complete        bool // every row processed
+	AlreadyComplete bool // the checkpoint said so before this run started
+	StoppedByTime   bool // --maxRuntime ended the run early
+
+	Elapsed time.Duration // this run, from the first batch
+	Batches int           // batches this run
+	Retries int           // batches retried after transient errors
+}
+
+// Totals adds up the sections.
+func (r *Result) Totals() (planned int64, c Counts) {
+	for _, s := range r.Sections {
+		planned += s.Planned
+		c.add(s.Counts)
+	}
+	return planned, c
+}
+
+// RowsPerSecond is this run's rate.
+func (r *Result) RowsPerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Done-r.ResumedAt) / r.Elapsed.Seconds()
+}
+
+func (r *Result) fill(m *manifest.Meta, st *State) {
+	r.Total, r.Done = st.Total, st.Next
+	r.Complete = st.Complete()
+	r.Sections = r.Sections[:0]
+	for i, sec := range manifest.Sections {
+		if n := m.Count(sec); n > 0 {
+			r.Sections = append(r.Sections, SectionResult{Section: sec, Planned: n, Counts: st.Sections[i]})
+		}
+	}
+}
+
+// run is the state of one apply.
+type run struct {
+	o     Options
+	db    *sql.DB
+	conn  *sql.Conn // pinned connection holding the named lock
+	prog  *progress
+	res   *Result
+	start time.Time
+}
+
+// Run verifies the manifest and, unless it is refused, deletes its rows (or,
+// with DryRun, classifies them). The Result is returned even with an error,
+// describing what was done. Errors for which IsInit is true come before the
+// first delete.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, &initErr{err}
+	}
+	res := &Result{Manifest: o.Manifest, DryRun: o.DryRun}
+
+	// Everything about the manifest is settled before the database is
+	// touched: a refused manifest costs nothing.
+	mr, err := manifest.Open(o.Manifest)
+	if err != nil {
+		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
+	}
+	defer mr.Close()
+	if err := mr.Verify(); err != nil {
+		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
+	}
+	meta := mr.Meta()
+	if res.FileSHA256, err = manifest.FileSHA256(o.Manifest); err != nil {
+		return nil, initErrorf("manifest %s: %w", o.Manifest, err)
+	}
+	if o.Approve != "" && o.Approve != res.FileSHA256 {
+		return nil, initErrorf("manifest %s has SHA-256 %s, not the approved %s: refusing to apply a manifest that was not approved", o.Manifest, res.FileSHA256, o.Approve)
+	}
+	if age := o.Now().Sub(meta.PlannedAt); o.MaxManifestAge > 0 && age > o.MaxManifestAge {
+		return nil, initErrorf("manifest %s was planned %s ago (at %s), more than --maxManifestAge %s: the reviewed picture is stale; plan again, or raise --maxManifestAge",
+			o.Manifest, age.Round(time.Minute), meta.PlannedAt.UTC().Format(time.RFC3339), o.MaxManifestAge)
+	}
+
+	st := newState(meta, res.FileSHA256)
+	resumed := false
+	var cp *Checkpoint
+	if !o.DryRun {
+		res.Checkpoint = o.Checkpoint
+		if cp, resumed, err = openCheckpoint(o.Checkpoint, meta, res.FileSHA256); err != nil {
+			return nil, &initErr{err}
+		}
+		defer cp.Close()
+		st = cp.State
+	}
+	res.ResumedAt = st.Next
+	res.fill(meta, st)
+
+	cfg := o.DSN.Clone()
+	// Bounds for every read and write on the wire, so a server that
+	// vanishes without closing the connection cannot hang apply.
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = o.BatchTimeout + statementSlack
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = o.BatchTimeout + statementSlack
+	}
+	db, err := dbconn.Open(ctx, cfg)
+	if err != nil {
+		return nil, &initErr{err}
+	}
+	defer db.Close()
+	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout+statementSlack)
+	target, err := dbconn.Describe(dctx, db, cfg)
+	cancel()
+	if err != nil {
+		return nil, initErrorf("%s: %w", dbconn.Target(cfg), err)
+	}
+	printHeader(o, meta, res, dbconn.Redact(cfg), target)
+
+	if st.Complete() {
+		res.AlreadyComplete = true
+		if o.DryRun {
+			fmt.Fprintln(o.Out, "the manifest lists no rows: nothing to do")
+		} else {
+			fmt.Fprintf(o.Out, "manifest already applied completely (checkpoint %s): nothing to do\n", o.Checkpoint)
+		}
+		return res, nil
+	}
+	if resumed {
+		fmt.Fprintf(o.Out, "resuming at row %d of %d (checkpoint %s)\n", st.Next, st.Total, o.Checkpoint)
+	}
+
+	verb := "apply"
+	if o.DryRun {
+		verb = "dry run"
+	}
+	r := &run{o: o, db: db, res: res, start: time.Now(),
+		prog: newProgress(o.Log, o.Progress, o.StatusEvery, verb, st.Next, st.Total)}
+	err = r.loop(ctx, mr, meta, st, cp)
+	r.prog.finish()
+	r.close()
+	res.Elapsed = time.Since(r.start)
+	res.fill(meta, st)
+	return res, err
+}
+
+func printHeader(o Options, m *manifest.Meta, res *Result, target string, t manifest.Source) {
+	w := o.Out
+	approval := "not checked: no --approve given"
+	if o.Approve != "" {
+		approval = "matches --approve"
+	}
+	var counts []string
+	for _, s := range m.Stats {
+		counts = append(counts, fmt.Sprintf("%s/%s %d", s.Stage, s.Table, s.Rows))
+	}
+	if len(counts) == 0 {
+		counts = []string{"none"}
+	}
+	fmt.Fprintf(w, "manifest    %s\n", o.Manifest)
+	fmt.Fprintf(w, "  sha256    %s (%s)\n", res.FileSHA256, approval)
+	fmt.Fprintf(w, "  planned   %s by prune-tokens %s\n", m.PlannedAt.UTC().Format(time.RFC3339), m.ToolVersion)
+	fmt.Fprintf(w, "  source    %s\n", m.Source)
+	fmt.Fprintf(w, "  rows      %d: %s\n", m.RowCount, strings.Join(counts, ", "))
+	fmt.Fprintf(w, "target      %s (server %s, server_id %d)\n", target, t.ServerVersion, t.ServerID)
+	if t.Database != m.Source.Database {
+		fmt.Fprintf(w, "  note      the target database %q is not the plan's source database %q\n", t.Database, m.Source.Database)
+	}
+	if o.DryRun {
+		fmt.Fprintf(w, "dry run     reads only: nothing is deleted, no checkpoint is written\n")
+		return
+	}
+	fmt.Fprintf(w, "checkpoint  %s\n", o.Checkpoint)
+	limit := "none"
+	if o.MaxRuntime > 0 {
+		limit = o.MaxRuntime.String()
+	}
+	fmt.Fprintf(w, "batches     up to %d rows each, %s apart; max runtime %s\n", o.BatchSize, o.Wait, limit)
+}
+
+// loop runs the batches from st.Next to the end, or until the context ends
+// or MaxRuntime passes.
+func (r *run) loop(ctx context.Context, mr *manifest.Reader, meta *manifest.Meta, st *State, cp *Checkpoint) error {
+	o := r.o
+	var deadline time.Time
+	if o.MaxRuntime > 0 {
+		deadline = r.start.Add(o.MaxRuntime)
+	}
+	it := mr.Rows(st.Next)
+	var pending *manifest.Row
+	batch := make([]manifest.Row, 0, o.BatchSize)
+	for {
+		// A batch is consecutive rows of one section.
+		batch = batch[:0]
+		if pending != nil {
+			batch = append(batch, *pending)
+			pending = nil
+		}
+		for len(batch) < o.BatchSize {
+			row, ok := it.Next()
+			if !ok {
+				break
+			}
+			if len(batch) > 0 && row.Section() != batch[0].Section() {
+				pending = &row
+				break
+			}
+			batch = append(batch, row)
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("read manifest at row %d (was the file changed during apply?): %w", it.Index(), err)
+		}
+		if len(batch) == 0 {
+			if !o.DryRun {
+				fmt.Fprintf(o.Out, "done: all %d rows of the manifest processed\n", st.Total)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return r.interrupted(st)
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			r.res.StoppedByTime = true
+			if !o.DryRun {
+				fmt.Fprintf(o.Out, "incomplete: --maxRuntime %s reached at row %d of %d; progress is in %s; rerun the same command to continue\n",
+					o.MaxRuntime, st.Next, st.Total, o.Checkpoint)
+			}
+			return nil
+		}
+
+		sec := batch[0].Section()
+		idx := manifest.SectionIndex(sec.Stage, sec.Table)
+		if idx < 0 {
+			// Verify already refused such files; never build SQL for one.
+			return fmt.Errorf("row %d: section %s is not allowed", st.Next, sec)
+		}
+		c, err := r.batch(ctx, sec, batch, st.Next)
+		if err != nil {
+			if errors.Is(err, ErrInterrupted) {
+				return r.interrupted(st)
+			}
+			return r.failed(st, err)
+		}
+		st.Sections[idx].add(c)
+		st.Next += int64(len(batch))
+		r.res.Batches++
+		if cp != nil {
+			if err := cp.Save(); err != nil {
+				return fmt.Errorf("cannot record progress, so stopping before the next batch: %w (the last batch, rows %d..%d, was committed and will be redone harmlessly on rerun)",
+					err, st.Next-int64(len(batch)), st.Next-1)
+			}
+		}
+		var total Counts
+		for _, s := range st.Sections {
+			total.add(s)
+		}
+		r.prog.update(st.Next, total)
+		if o.OnBatch != nil {
+			o.OnBatch(st.Next)
+		}
+		if o.Wait > 0 && !o.DryRun && st.Next < st.Total {
+			wait := o.Wait
+			if !deadline.IsZero() {
+				wait = min(wait, time.Until(deadline))
+			}
+			sleepCtx(ctx, wait)
+		}
+	}
+}
+
+func (r *run) interrupted(st *State) error {
+	if r.o.DryRun {
+		return fmt.Errorf("%w at row %d of %d (dry run: nothing was deleted)", ErrInterrupted, st.Next, st.Total)
+	}
+	return fmt.Errorf("%w at row %d of %d; progress is in %s; rerun the same command to resume", ErrInterrupted, st.Next, st.Total, r.o.Checkpoint)
+}
+
+func (r *run) failed(st *State, err error) error {
+	if r.o.DryRun {
+		return fmt.Errorf("dry run stopped at row %d of %d: %w", st.Next, st.Total, err)
+	}
+	return fmt.Errorf("stopped at row %d of %d: %w; the checkpoint %s is intact: rerun the same command to resume", st.Next, st.Total, err, r.o.Checkpoint)
+}
+
+// batch runs one batch, retrying transient failures on a new connection.
+func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.Row, at int64) (Counts, error) {
+	pol := r.o.Retry
+	for attempt := 0; ; attempt++ {
+		c, err := r.try(ctx, sec, rows)
+		if err == nil {
+			return c, nil
+		}
+		if errors.Is(err, ErrInterrupted) || !isTransient(err) {
+			return Counts{}, err
+		}
+		r.dropConn()
+		if attempt >= pol.Attempts {
+			return Counts{}, fmt.Errorf("gave up after %d retries: %w", pol.Attempts, err)
+		}
+		d := pol.backoff(attempt + 1)
+		r.res.Retries++
+		r.prog.logf("transient error at row %d (%s): %s; retry %d of %d in %s",
+			at, sec, strings.Join(strings.Fields(err.Error()), " "), attempt+1, pol.Attempts, d.Round(time.Millisecond))
+		if !sleepCtx(ctx, d) {
+			return Counts{}, ErrInterrupted
+		}
+	}
+}
+
+// try runs one attempt of a batch. The batch's statements do not use ctx:
+// a signal must not abort a transaction half-way, so they run to commit or
+// rollback under their own deadline, and the loop stops after them.
+func (r *run) try(ctx context.Context, sec manifest.Section, rows []manifest.Row) (Counts, error) {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.BatchTimeout)
+	defer cancel()
+	if r.o.DryRun {
+		return classifyBatch(bctx, r.db, sec, rows)
+	}
+	if r.conn == nil {
+		if err := r.connect(ctx); err != nil {
+			if ctx.Err() != nil {
+				return Counts{}, ErrInterrupted
+			}
+			return Counts{}, err
+		}
+	}
+	return deleteBatch(bctx, r.conn, sec, rows)
+}
+
+// connect pins a new connection and takes the named lock on it.
+func (r *run) connect(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, r.o.DSN.Timeout+statementSlack)
+	conn, err := r.db.Conn(cctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	r.conn = conn
+	return getLock(ctx, conn, r.o.LockWait, func(holder int64) {
+		r.prog.logf("waiting for named lock %s (held by connection %d, probably the service's own pruning); up to %s",
+			LockName, holder, r.o.LockWait)
+	})
+}
+
+// dropConn throws the pinned connection away, not back into the pool: after
+// an error its session (and so its lock) may be gone, or, worse, alive in an
+// unknown state.
+func (r *run) dropConn() {
+	if r.conn == nil {
+		return
+	}
+	_ = r.conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = r.conn.Close()
+	r.conn = nil
+}
+
+// close releases the lock and the connection.
+func (r *run) close() {
+	if r.conn == nil {
+		return
+	}
+	if err := releaseLock(context.Background(), r.conn); err != nil {
+		r.dropConn()
+		return
+	}
+	_ = r.conn.Close()
+	r.conn = nil
+}

@@ -1,0 +1,364 @@
+package applier
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"prune-tokens/applier/appliertest"
+	"prune-tokens/internal/dbconn"
+	"prune-tokens/internal/dbtest"
+	"prune-tokens/manifest"
+)
+
+func options(t *testing.T, db *dbtest.DB, path string) Options {
+	t.Helper()
+	cfg, err := dbconn.Parse(db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Options{DSN: cfg, Manifest: path, BatchSize: 7, Progress: ProgressOff,
+		Retry: RetryPolicy{Attempts: 3, Initial: time.Millisecond, Max: 10 * time.Millisecond}}
+}
+
+func section(res *Result, stage, table string) SectionResult {
+	for _, s := range res.Sections {
+		if s.Section == (manifest.Section{Stage: stage, Table: table}) {
+			return s
+		}
+	}
+	return SectionResult{}
+}
+
+// TestApplyDeletesExactlyTheManifest covers the rules of what apply deletes,
+// including what changed after the plan: a device attached to a listed
+// token-age session keeps it, rows deleted by someone else count as already
+// gone, a row changed since the plan is skipped, and rows that qualify now
+// but were not planned stay.
+func TestApplyDeletesExactlyTheManifest(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 1, appliertest.Small)
+	path, sum := f.Manifest(t, t.TempDir())
+
+	// After the plan:
+	ta := f.Listed(manifest.StageTokenAge, manifest.TableSessionTokens)
+	f.AddDevice(t, ta[0].UID, ta[0].ID) // ta[0] must survive now
+	f.Expect("sessionTokens", ta[0].ID, true)
+	f.Expect("unverifiedTokens", ta[0].ID, true) // harmless if it has none
+	gone := f.Listed(manifest.StageTokenAge, manifest.TableAccountResetTokens)[1]
+	mustExec(t, db.SQL, "DELETE FROM accountResetTokens WHERE tokenId = ?", gone.ID)
+	ms := f.Listed(manifest.StageMaxSessions, manifest.TableSessionTokens)[2]
+	mustExec(t, db.SQL, "DELETE FROM sessionTokens WHERE tokenId = ?", ms.ID)
+	changed := f.Listed(manifest.StageCodeAge, manifest.TableSigninCodes)[0]
+	mustExec(t, db.SQL, "UPDATE signinCodes SET createdAt = createdAt + 1 WHERE hash = ?", changed.ID)
+	f.Expect("signinCodes", changed.ID, true)
+	f.AddSession(t, appliertest.Cutoff-5)
+	for _, table := range []string{"accountResetTokens", "passwordForgotTokens", "passwordChangeTokens", "unblockCodes", "signinCodes"} {
+		f.AddToken(t, table, appliertest.Cutoff-5)
+	}
+	if _, err := db.SQL.Exec("DELETE FROM unverifiedTokens WHERE tokenId = ?", ta[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	f.Expect("unverifiedTokens", ta[0].ID, false)
+
+	var out bytes.Buffer
+	o := options(t, db, path)
+	o.Approve = strings.ToUpper(sum)
+	o.Out = &out
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("apply: %v\n%s", err, out.String())
+	}
+	f.Check(t)
+	if !res.Complete || res.Done != int64(len(f.Rows)) {
+		t.Errorf("complete=%v done=%d, want all %d", res.Complete, res.Done, len(f.Rows))
+	}
+	if s := section(res, manifest.StageTokenAge, manifest.TableSessionTokens); s.Skipped != 1 || s.Gone != 0 || s.Deleted != s.Planned-1 {
+		t.Errorf("token-age sessions: %+v, want 1 skipped by guard", s)
+	}
+	if s := section(res, manifest.StageMaxSessions, manifest.TableSessionTokens); s.Gone != 1 || s.Deleted != s.Planned-1 || s.Devices == 0 {
+		t.Errorf("max-sessions: %+v, want 1 already gone and devices deleted", s)
+	}
+	if s := section(res, manifest.StageTokenAge, manifest.TableAccountResetTokens); s.Gone != 1 || s.Deleted != s.Planned-1 {
+		t.Errorf("accountResetTokens: %+v, want 1 already gone", s)
+	}
+	if s := section(res, manifest.StageCodeAge, manifest.TableSigninCodes); s.Skipped != 1 {
+		t.Errorf("signinCodes: %+v, want 1 skipped (changed since the plan)", s)
+	}
+	for _, s := range res.Sections {
+		if s.Processed() != s.Planned {
+			t.Errorf("%s: deleted+gone+skipped = %d, planned %d", s.Section, s.Processed(), s.Planned)
+		}
+	}
+	if !strings.Contains(out.String(), "matches --approve") || !strings.Contains(out.String(), sum) {
+		t.Errorf("header does not show the approved SHA-256:\n%s", out.String())
+	}
+
+	// The rerun finds the checkpoint complete and touches nothing.
+	before := db.Checksums(t)
+	out.Reset()
+	res, err = Run(context.Background(), o)
+	if err != nil || !res.AlreadyComplete {
+		t.Fatalf("rerun: err=%v alreadyComplete=%v", err, res != nil && res.AlreadyComplete)
+	}
+	if !strings.Contains(out.String(), "already applied completely") {
+		t.Errorf("rerun output: %s", out.String())
+	}
+	if after := db.Checksums(t); !equalMaps(before, after) {
+		t.Errorf("rerun of a finished manifest changed the database")
+	}
+	if st, err := os.Stat(CheckpointPath(path)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("checkpoint mode: %v %v", st, err)
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 2, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	ta := f.Listed(manifest.StageTokenAge, manifest.TableSessionTokens)
+	f.AddDevice(t, ta[3].UID, ta[3].ID)
+	mustExec(t, db.SQL, "DELETE FROM passwordChangeTokens WHERE tokenId = ?", f.Listed(manifest.StageTokenAge, manifest.TablePasswordChangeTokens)[0].ID)
+	before := db.Checksums(t)
+
+	o := options(t, db, path)
+	o.DryRun = true
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := db.Checksums(t); !equalMaps(before, after) {
+		t.Fatal("dry run changed the database")
+	}
+	if _, err := os.Stat(CheckpointPath(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dry run wrote a checkpoint: %v", err)
+	}
+	if s := section(res, manifest.StageTokenAge, manifest.TableSessionTokens); s.Skipped != 1 || s.Deleted != s.Planned-1 {
+		t.Errorf("token-age sessions: %+v", s)
+	}
+	if s := section(res, manifest.StageTokenAge, manifest.TablePasswordChangeTokens); s.Gone != 1 {
+		t.Errorf("passwordChangeTokens: %+v", s)
+	}
+	planned, tot := res.Totals()
+	if tot.Processed() != planned || planned != int64(len(f.Rows)) {
+		t.Errorf("totals %+v of %d planned", tot, planned)
+	}
+}
+
+// TestInterruptAndResume cancels the context after two batches (as SIGTERM
+// does), then reruns: the rerun resumes at the recorded row and the end state
+// is exact.
+func TestInterruptAndResume(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 3, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	o := options(t, db, path)
+	batches := 0
+	o.OnBatch = func(int64) {
+		if batches++; batches == 2 {
+			cancel()
+		}
+	}
+	res, err := Run(ctx, o)
+	if !errors.Is(err, ErrInterrupted) || IsInit(err) {
+		t.Fatalf("err = %v, want interrupted", err)
+	}
+	if res.Done != 14 || !strings.Contains(err.Error(), "rerun the same command") {
+		t.Fatalf("done = %d, err = %v", res.Done, err)
+	}
+	o.OnBatch = nil
+	var out bytes.Buffer
+	o.Out = &out
+	res, err = Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "resuming at row 14 of ") {
+		t.Errorf("no resume notice:\n%s", out.String())
+	}
+	f.Check(t)
+	planned, tot := res.Totals()
+	if tot.Processed() != planned || tot.Gone != 0 {
+		t.Errorf("after resume: %+v of %d (no row should count as gone: the checkpoint was current)", tot, planned)
+	}
+}
+
+func TestMaxRuntimeStopsCleanly(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 4, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	o := options(t, db, path)
+	o.MaxRuntime = time.Nanosecond
+	var out bytes.Buffer
+	o.Out = &out
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Complete || !res.StoppedByTime || !strings.Contains(out.String(), "rerun the same command to continue") {
+		t.Fatalf("complete=%v stopped=%v\n%s", res.Complete, res.StoppedByTime, out.String())
+	}
+	o.MaxRuntime = 0
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	f.Check(t)
+}
+
+// TestWaitsForTheNamedLock: while another session holds FxA's prune lock,
+// apply deletes nothing; after LockWait it stops with an operation error.
+func TestWaitsForTheNamedLock(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 5, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	holder, err := db.SQL.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	var got int
+	if err := holder.QueryRowContext(context.Background(), "SELECT GET_LOCK(?, 0)", LockName).Scan(&got); err != nil || got != 1 {
+		t.Fatalf("take lock: %v %d", err, got)
+	}
+	before := db.Checksums(t)
+	o := options(t, db, path)
+	o.LockWait = time.Millisecond
+	var log bytes.Buffer
+	o.Log = &log
+	_, err = Run(context.Background(), o)
+	if err == nil || IsInit(err) || !errors.Is(err, errLockBusy) {
+		t.Fatalf("err = %v, want lock busy", err)
+	}
+	if !strings.Contains(log.String(), "waiting for named lock") {
+		t.Errorf("log: %s", log.String())
+	}
+	if !equalMaps(before, db.Checksums(t)) {
+		t.Fatal("apply deleted while the service held the prune lock")
+	}
+	if _, err := holder.ExecContext(context.Background(), "DO RELEASE_LOCK(?)", LockName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), options(t, db, path)); err != nil {
+		t.Fatal(err)
+	}
+	f.Check(t)
+}
+
+// TestSurvivesKilledConnection kills apply's connection (and so its lock)
+// from another session between batches: apply reconnects, re-takes the lock
+// and finishes exactly.
+func TestSurvivesKilledConnection(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 6, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	o := options(t, db, path)
+	var log bytes.Buffer
+	o.Log = &log
+	kills := 0
+	o.OnBatch = func(done int64) {
+		if done%3 != 0 || kills >= 3 {
+			return
+		}
+		var id sql.NullInt64
+		if err := db.SQL.QueryRow("SELECT IS_USED_LOCK(?)", LockName).Scan(&id); err != nil || !id.Valid {
+			t.Errorf("apply does not hold the lock between batches: %v %v", id, err)
+			return
+		}
+		mustExec(t, db.SQL, "KILL CONNECTION ?", id.Int64)
+		kills++
+	}
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if kills == 0 || res.Retries < kills {
+		t.Errorf("kills %d, retries %d", kills, res.Retries)
+	}
+	f.Check(t)
+	var free int
+	if err := db.SQL.QueryRow("SELECT IS_FREE_LOCK(?)", LockName).Scan(&free); err != nil || free != 1 {
+		t.Errorf("lock not released at the end: %v %d", err, free)
+	}
+}
+
+func TestRefusesUnreachableServer(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 7, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	o := options(t, db, path)
+	cfg := o.DSN.Clone()
+	cfg.Addr = "127.0.0.1:1" // nothing listens there
+	o.DSN = cfg
+	_, err := Run(context.Background(), o)
+	if !IsInit(err) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("unreachable server: err = %v, want an init error naming it", err)
+	}
+	if n := db.Count(t, "sessionTokens"); n != len(appliertest.Keys(t, db.SQL, "sessionTokens")) || n < len(f.Rows)/2 {
+		t.Fatalf("sessionTokens: %d rows", n)
+	}
+}
+
+func TestRefusesCheckpointOfAnotherManifest(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 8, appliertest.Small)
+	dir := t.TempDir()
+	path, _ := f.Manifest(t, dir)
+	other, _ := appliertest.WriteManifest(t, dir, "other.parquet", f.Rows[:3], time.Now())
+	o := options(t, db, other)
+	o.MaxRuntime = time.Nanosecond // creates the checkpoint, deletes nothing
+	o.Checkpoint = CheckpointPath(path)
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	before := db.Checksums(t)
+	_, err := Run(context.Background(), options(t, db, path))
+	if !IsInit(err) || !strings.Contains(err.Error(), "belongs to another manifest") {
+		t.Fatalf("err = %v", err)
+	}
+	if !equalMaps(before, db.Checksums(t)) {
+		t.Fatal("database changed")
+	}
+}
+
+func TestRefusesBadOptions(t *testing.T) {
+	cfg := &mysql.Config{}
+	for _, o := range []Options{
+		{Manifest: "x"},
+		{DSN: cfg},
+		{DSN: cfg, Manifest: "x", BatchSize: -1},
+		{DSN: cfg, Manifest: "x", BatchSize: MaxBatchSize + 1},
+		{DSN: cfg, Manifest: "x", Approve: "abc"},
+		{DSN: cfg, Manifest: "x", Wait: -time.Second},
+	} {
+		if _, err := Run(context.Background(), o); !IsInit(err) {
+			t.Errorf("%+v: err = %v, want init error", o, err)
+		}
+	}
+}
+
+func mustExec(t testing.TB, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func equalMaps(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

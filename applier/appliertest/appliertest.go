@@ -1,0 +1,429 @@
+// Package appliertest builds apply test cases: a deterministic FxA data set in
+// a test database, the manifest a plan of it would list, and an exact check of
+// which rows must be left in each of the nine tables.
+package appliertest
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"prune-tokens/internal/dbtest"
+	"prune-tokens/manifest"
+)
+
+// Now is the planning instant of every fixture; rows older than Cutoff are
+// listed.
+const (
+	Now    int64 = 1_700_000_000_000
+	Cutoff       = Now - 30*24*3600*1000
+)
+
+// Fixture is a seeded database and the manifest rows planned from it.
+type Fixture struct {
+	DB   *dbtest.DB
+	Rows []manifest.Row // in manifest order
+	// remain[table][key] says whether the row must still be there after
+	// apply; every row the fixture inserted is listed.
+	remain map[string]map[string]bool
+	rnd    *rand.Rand
+	pend   map[string][][]any
+}
+
+// Sizes says how many rows of each kind to seed.
+type Sizes struct {
+	MaxSessionAccounts int // accounts trimmed by max-sessions
+	SessionsPerAccount int // sessions each; the newest 5 are kept
+	TokenAgeSessions   int // old device-less sessions (listed)
+	OtherTokens        int // per token table and code table: old (listed) rows; as many young rows are added
+}
+
+// Small is quick to seed and covers every section.
+var Small = Sizes{MaxSessionAccounts: 2, SessionsPerAccount: 12, TokenAgeSessions: 20, OtherTokens: 6}
+
+// New seeds db deterministically from seed with the given sizes and returns
+// the fixture. Every listed row has a reason to be listed and every unlisted
+// row a reason to stay (young, has a device, keyFetchTokens, ...).
+func New(t testing.TB, db *dbtest.DB, seed uint64, sz Sizes) *Fixture {
+	t.Helper()
+	f := &Fixture{DB: db, remain: map[string]map[string]bool{}, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		pend: map[string][][]any{}}
+	old := func() int64 { return Cutoff - 1 - f.rnd.Int64N(300*24*3600*1000) }
+	young := func() int64 { return Cutoff + f.rnd.Int64N(29*24*3600*1000) }
+
+	// max-sessions: per account, all sessions but the newest 5 are listed,
+	// with their devices (a third) and unverifiedTokens rows (a fifth).
+	var maxRows []manifest.Row
+	for range sz.MaxSessionAccounts {
+		uid := f.bytes(16)
+		var group []manifest.Row
+		for i := range sz.SessionsPerAccount {
+			id := f.bytes(32)
+			created := Now - int64(sz.SessionsPerAccount-i)*1000 - f.rnd.Int64N(500)
+			listed := i < sz.SessionsPerAccount-5
+			f.session(id, uid, created, !listed)
+			if f.rnd.IntN(3) == 0 {
+				f.device(uid, id, !listed)
+			}
+			if f.rnd.IntN(5) == 0 {
+				f.unverified(id, uid, !listed)
+			}
+			if listed {
+				group = append(group, manifest.Row{Stage: manifest.StageMaxSessions, Table: manifest.TableSessionTokens, ID: id, UID: uid, CreatedAt: created})
+			}
+		}
+		sortAge(group)
+		maxRows = append(maxRows, group...)
+	}
+	f.Rows = append(f.Rows, maxRows...)
+
+	// token-age: the other token tables, then sessions without devices.
+	for _, table := range []string{manifest.TableAccountResetTokens, manifest.TablePasswordForgotTokens, manifest.TablePasswordChangeTokens} {
+		var rows []manifest.Row
+		for i := range 2 * sz.OtherTokens {
+			id, uid := f.bytes(32), f.bytes(16)
+			listed := i%2 == 0
+			created := young()
+			if listed {
+				created = old()
+				rows = append(rows, manifest.Row{Stage: manifest.StageTokenAge, Table: table, ID: id, UID: uid, CreatedAt: created})
+			}
+			f.token(table, id, uid, created, !listed)
+		}
+		sortAge(rows)
+		f.Rows = append(f.Rows, rows...)
+	}
+	var sessRows []manifest.Row
+	for range sz.TokenAgeSessions {
+		id, uid := f.bytes(32), f.bytes(16)
+		created := old()
+		f.session(id, uid, created, false)
+		if f.rnd.IntN(5) == 0 {
+			f.unverified(id, uid, false)
+		}
+		// A device under another account with this sessionTokenId does
+		// not protect the session.
+		if f.rnd.IntN(6) == 0 {
+			f.device(f.bytes(16), id, true)
+		}
+		sessRows = append(sessRows, manifest.Row{Stage: manifest.StageTokenAge, Table: manifest.TableSessionTokens, ID: id, UID: uid, CreatedAt: created})
+	}
+	// Old sessions with a device and young sessions are not listed.
+	for i := range sz.TokenAgeSessions / 2 {
+		id, uid := f.bytes(32), f.bytes(16)
+		if i%2 == 0 {
+			f.session(id, uid, old(), true)
+			f.device(uid, id, true)
+		} else {
+			f.session(id, uid, young(), true)
+		}
+		f.unverified(id, uid, true)
+	}
+	sortAge(sessRows)
+	f.Rows = append(f.Rows, sessRows...)
+
+	// code-age.
+	for _, table := range []string{manifest.TableUnblockCodes, manifest.TableSigninCodes} {
+		var rows []manifest.Row
+		for i := range 2 * sz.OtherTokens {
+			id, uid := f.bytes(32), f.bytes(16)
+			listed := i%2 == 0
+			created := young()
+			if listed {
+				created = old()
+				rows = append(rows, manifest.Row{Stage: manifest.StageCodeAge, Table: table, ID: id, UID: uid, CreatedAt: created})
+			}
+			f.code(table, id, uid, created, !listed)
+		}
+		sortAge(rows)
+		f.Rows = append(f.Rows, rows...)
+	}
+	// keyFetchTokens are never listed, however old.
+	for range sz.OtherTokens {
+		f.add("keyFetchTokens", hexKey(f.mustInsertKey("keyFetchTokens")), true)
+	}
+	f.Flush(t)
+	return f
+}
+
+func (f *Fixture) bytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(f.rnd.Uint32())
+	}
+	return b
+}
+
+func hexKey(b []byte) string { return hex.EncodeToString(b) }
+
+func (f *Fixture) add(table, key string, remain bool) {
+	if f.remain[table] == nil {
+		f.remain[table] = map[string]bool{}
+	}
+	f.remain[table][key] = remain
+}
+
+func (f *Fixture) queue(table string, vals ...any) { f.pend[table] = append(f.pend[table], vals) }
+
+var insertCols = map[string]string{
+	"sessionTokens":        "tokenId, tokenData, uid, createdAt",
+	"unverifiedTokens":     "tokenId, tokenVerificationId, uid, tokenVerificationCodeHash",
+	"devices":              "uid, id, sessionTokenId, createdAt",
+	"accountResetTokens":   "tokenId, tokenData, uid, createdAt",
+	"passwordForgotTokens": "tokenId, tokenData, uid, passCode, createdAt, tries",
+	"passwordChangeTokens": "tokenId, tokenData, uid, createdAt",
+	"keyFetchTokens":       "tokenId, authKey, uid, keyBundle, createdAt",
+	"unblockCodes":         "uid, unblockCodeHash, createdAt",
+	"signinCodes":          "hash, uid, createdAt",
+}
+
+// Flush inserts the queued rows, a few hundred per statement.
+func (f *Fixture) Flush(t testing.TB) {
+	t.Helper()
+	for _, table := range dbtest.Tables {
+		rows := f.pend[table]
+		for len(rows) > 0 {
+			n := min(len(rows), 500)
+			chunk := rows[:n]
+			rows = rows[n:]
+			ph := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(chunk[0])), ", ") + ")"
+			var args []any
+			vals := make([]string, n)
+			for i, r := range chunk {
+				vals[i] = ph
+				args = append(args, r...)
+			}
+			q := "INSERT INTO " + table + " (" + insertCols[table] + ") VALUES " + strings.Join(vals, ", ")
+			if _, err := f.DB.SQL.Exec(q, args...); err != nil {
+				t.Fatalf("seed %s: %v", table, err)
+			}
+		}
+		delete(f.pend, table)
+	}
+}
+
+func (f *Fixture) session(id, uid []byte, created int64, remain bool) {
+	f.queue("sessionTokens", id, f.bytes(32), uid, created)
+	f.add("sessionTokens", hexKey(id), remain)
+}
+
+func (f *Fixture) device(uid, sessionID []byte, remain bool) {
+	did := f.bytes(16)
+	f.queue("devices", uid, did, sessionID, Now)
+	f.add("devices", hexKey(append(slices.Clone(uid), did...)), remain)
+}
+
+func (f *Fixture) unverified(id, uid []byte, remain bool) {
+	f.queue("unverifiedTokens", id, f.bytes(16), uid, f.bytes(32))
+	f.add("unverifiedTokens", hexKey(id), remain)
+}
+
+func (f *Fixture) token(table string, id, uid []byte, created int64, remain bool) {
+	switch table {
+	case manifest.TablePasswordForgotTokens:
+		f.queue(table, id, f.bytes(32), uid, f.bytes(16), created, 0)
+	default:
+		f.queue(table, id, f.bytes(32), uid, created)
+	}
+	f.add(table, hexKey(id), remain)
+}
+
+func (f *Fixture) code(table string, id, uid []byte, created int64, remain bool) {
+	if table == manifest.TableUnblockCodes {
+		f.queue(table, uid, id, created)
+		f.add(table, hexKey(append(slices.Clone(uid), id...)), remain)
+		return
+	}
+	f.queue(table, id, uid, created)
+	f.add(table, hexKey(id), remain)
+}
+
+func (f *Fixture) mustInsertKey(table string) []byte {
+	id := f.bytes(32)
+	f.queue(table, id, f.bytes(32), f.bytes(16), f.bytes(96), Cutoff-1_000_000)
+	return id
+}
+
+// sortAge puts rows in manifest order within a section: (createdAt, key).
+func sortAge(rows []manifest.Row) {
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].CreatedAt != rows[j].CreatedAt {
+			return rows[i].CreatedAt < rows[j].CreatedAt
+		}
+		return bytes.Compare(rows[i].Key(), rows[j].Key()) < 0
+	})
+}
+
+// Expect overrides what must happen to a row (key as the table's primary
+// key bytes: uid+id for devices and unblockCodes).
+func (f *Fixture) Expect(table string, key []byte, remain bool) { f.add(table, hexKey(key), remain) }
+
+// Listed returns the listed rows of one section.
+func (f *Fixture) Listed(stage, table string) []manifest.Row {
+	var out []manifest.Row
+	for _, r := range f.Rows {
+		if r.Stage == stage && r.Table == table {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// AddDevice gives a session a device now (after the plan).
+func (f *Fixture) AddDevice(t testing.TB, uid, sessionID []byte) {
+	t.Helper()
+	f.device(uid, sessionID, true)
+	f.Flush(t)
+}
+
+// AddSession inserts an unlisted session (for example one that qualifies
+// now but was not planned) that must survive.
+func (f *Fixture) AddSession(t testing.TB, created int64) []byte {
+	t.Helper()
+	id := f.bytes(32)
+	f.session(id, f.bytes(16), created, true)
+	f.Flush(t)
+	return id
+}
+
+// AddToken inserts an unlisted token or code that must survive.
+func (f *Fixture) AddToken(t testing.TB, table string, created int64) {
+	t.Helper()
+	if table == manifest.TableUnblockCodes || table == manifest.TableSigninCodes {
+		f.code(table, f.bytes(32), f.bytes(16), created, true)
+	} else {
+		f.token(table, f.bytes(32), f.bytes(16), created, true)
+	}
+	f.Flush(t)
+}
+
+// keyQuery reads every primary key of a table.
+var keyQuery = map[string]string{
+	"sessionTokens":        "SELECT tokenId FROM sessionTokens",
+	"unverifiedTokens":     "SELECT tokenId FROM unverifiedTokens",
+	"devices":              "SELECT CONCAT(uid, id) FROM devices",
+	"accountResetTokens":   "SELECT tokenId FROM accountResetTokens",
+	"passwordForgotTokens": "SELECT tokenId FROM passwordForgotTokens",
+	"passwordChangeTokens": "SELECT tokenId FROM passwordChangeTokens",
+	"keyFetchTokens":       "SELECT tokenId FROM keyFetchTokens",
+	"unblockCodes":         "SELECT CONCAT(uid, unblockCodeHash) FROM unblockCodes",
+	"signinCodes":          "SELECT hash FROM signinCodes",
+}
+
+// Keys returns the primary keys (hex) present in a table.
+func Keys(t testing.TB, db *sql.DB, table string) map[string]bool {
+	t.Helper()
+	rows, err := db.Query(keyQuery[table])
+	if err != nil {
+		t.Fatalf("read keys of %s: %v", table, err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var k []byte
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		out[hexKey(k)] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Check fails the test unless each of the nine tables holds exactly the rows
+// that must remain.
+func (f *Fixture) Check(t testing.TB) {
+	t.Helper()
+	for _, table := range dbtest.Tables {
+		got := Keys(t, f.DB.SQL, table)
+		var missing, extra []string
+		for k, remain := range f.remain[table] {
+			if remain && !got[k] {
+				missing = append(missing, k)
+			}
+			if !remain && got[k] {
+				extra = append(extra, k)
+			}
+		}
+		for k := range got {
+			if _, known := f.remain[table][k]; !known {
+				extra = append(extra, k+" (unknown)")
+			}
+		}
+		if len(missing) > 0 || len(extra) > 0 {
+			t.Errorf("%s: %d rows deleted that should remain %v; %d rows left that should be gone %v",
+				table, len(missing), head(missing), len(extra), head(extra))
+		}
+	}
+}
+
+// Remaining is how many rows of a table must remain.
+func (f *Fixture) Remaining(table string) int {
+	n := 0
+	for _, r := range f.remain[table] {
+		if r {
+			n++
+		}
+	}
+	return n
+}
+
+func head(s []string) []string {
+	sort.Strings(s)
+	if len(s) > 3 {
+		return append(s[:3:3], "...")
+	}
+	return s
+}
+
+// WriteManifest writes rows as a manifest named name in dir, planned at
+// plannedAt, and returns its path and file SHA-256.
+func WriteManifest(t testing.TB, dir, name string, rows []manifest.Row, plannedAt time.Time) (string, string) {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	w, err := manifest.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if err := w.Write(r); err != nil {
+			w.Abort()
+			t.Fatalf("manifest row: %v", err)
+		}
+	}
+	if _, err := w.Commit(manifest.Meta{ToolVersion: "test", PlannedAt: plannedAt, Now: Now, TokenCutoff: Cutoff, CodeCutoff: Cutoff,
+		Flags:  map[string]string{"maxTokenAge": "30 days"},
+		Source: manifest.Source{Host: "127.0.0.1", Port: 3306, Database: "fxa_test"}}); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := manifest.FileSHA256(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, sum
+}
+
+// Manifest writes the fixture's rows as a manifest planned just now.
+func (f *Fixture) Manifest(t testing.TB, dir string) (string, string) {
+	t.Helper()
+	return WriteManifest(t, dir, "plan.parquet", f.Rows, time.Now())
+}
+
+// String summarises the fixture for test logs.
+func (f *Fixture) String() string {
+	var b strings.Builder
+	for _, table := range dbtest.Tables {
+		fmt.Fprintf(&b, "%s=%d/%d ", table, f.Remaining(table), len(f.remain[table]))
+	}
+	return b.String()
+}

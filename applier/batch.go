@@ -1,0 +1,219 @@
+package applier
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+
+	"prune-tokens/manifest"
+)
+
+// Counts is what happened to listed rows: every listed row ends up in exactly
+// one of Deleted, Gone and Skipped. In a dry run they say what would happen.
+type Counts struct {
+	Deleted int64 // listed rows deleted
+	Gone    int64 // listed rows already gone from the table
+	Skipped int64 // listed rows a guard kept: not the planned row any more, or a token-age session that has a device now
+	// Rows of other tables deleted together with their sessions.
+	Unverified int64 // unverifiedTokens rows
+	Devices    int64 // devices rows (max-sessions only)
+}
+
+// Processed is the number of listed rows accounted for.
+func (c Counts) Processed() int64 { return c.Deleted + c.Gone + c.Skipped }
+
+func (c *Counts) add(o Counts) {
+	c.Deleted += o.Deleted
+	c.Gone += o.Gone
+	c.Skipped += o.Skipped
+	c.Unverified += o.Unverified
+	c.Devices += o.Devices
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// current is what the guard read found for one listed key.
+type current struct {
+	uid        []byte
+	createdAt  int64
+	device     bool // sessionTokens: a device with the same uid and sessionTokenId exists
+	unverified bool // sessionTokens: an unverifiedTokens row exists
+}
+
+// sortByKey orders a batch by primary key, so consecutive batches and the
+// statements of one batch walk the clustered index in order.
+func sortByKey(rows []manifest.Row) []manifest.Row {
+	out := slices.Clone(rows)
+	slices.SortFunc(out, func(a, b manifest.Row) int { return bytes.Compare(a.Key(), b.Key()) })
+	return out
+}
+
+// guardRead reads the current state of the listed rows; with lock set it
+// locks them (and, for sessions, their devices and unverifiedTokens rows).
+func guardRead(ctx context.Context, q querier, sec manifest.Section, rows []manifest.Row, lock bool) (map[string]current, error) {
+	var query string
+	var args []any
+	if sec.Table == manifest.TableSessionTokens {
+		query, args = selectSessionsSQL(rows, lock)
+	} else {
+		var err error
+		if query, args, err = selectRowsSQL(sec.Table, rows, lock); err != nil {
+			return nil, err
+		}
+	}
+	res, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", sec.Table, err)
+	}
+	defer res.Close()
+	found := make(map[string]current, len(rows))
+	for res.Next() {
+		var id []byte
+		var c current
+		if sec.Table == manifest.TableSessionTokens {
+			var dev, unv []byte
+			if err := res.Scan(&id, &c.uid, &c.createdAt, &dev, &unv); err != nil {
+				return nil, fmt.Errorf("read %s: %w", sec.Table, err)
+			}
+			c.device, c.unverified = dev != nil, unv != nil
+		} else if err := res.Scan(&id, &c.uid, &c.createdAt); err != nil {
+			return nil, fmt.Errorf("read %s: %w", sec.Table, err)
+		}
+		key := string(id)
+		if sec.Table == manifest.TableUnblockCodes {
+			key = string(c.uid) + key
+		}
+		prev, dup := found[key]
+		// A join cannot repeat a session (devices is unique on (uid,
+		// sessionTokenId)), but be safe: any device counts.
+		if dup {
+			c.device = c.device || prev.device
+			c.unverified = c.unverified || prev.unverified
+		}
+		found[key] = c
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", sec.Table, err)
+	}
+	return found, nil
+}
+
+// classify decides each listed row's fate from the guard read: gone when
+// missing, skipped when its uid or createdAt differ from the plan or when a
+// token-age session has a device, eligible otherwise.
+func classify(sec manifest.Section, rows []manifest.Row, found map[string]current) (eligible []manifest.Row, cur []current, c Counts) {
+	for _, r := range rows {
+		f, ok := found[string(r.Key())]
+		switch {
+		case !ok:
+			c.Gone++
+		case !bytes.Equal(f.uid, r.UID) || f.createdAt != r.CreatedAt:
+			c.Skipped++
+		case sec.Stage == manifest.StageTokenAge && sec.Table == manifest.TableSessionTokens && f.device:
+			c.Skipped++
+		default:
+			eligible = append(eligible, r)
+			cur = append(cur, f)
+		}
+	}
+	return eligible, cur, c
+}
+
+// deleteBatch deletes one batch in one transaction on conn: guard read with
+// row locks, then deletes by primary key of only the rows that passed.
+func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row) (c Counts, err error) {
+	rows = sortByKey(rows)
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return Counts{}, fmt.Errorf("begin transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	found, err := guardRead(ctx, tx, sec, rows, true)
+	if err != nil {
+		return Counts{}, err
+	}
+	eligible, cur, c := classify(sec, rows, found)
+	if len(eligible) > 0 {
+		if sec.Table == manifest.TableSessionTokens {
+			var withUnverified, withDevice []manifest.Row
+			for i, r := range eligible {
+				if cur[i].unverified {
+					withUnverified = append(withUnverified, r)
+				}
+				if cur[i].device {
+					withDevice = append(withDevice, r)
+				}
+			}
+			if len(withUnverified) > 0 {
+				q, args := deleteUnverifiedSQL(withUnverified)
+				if c.Unverified, err = exec(ctx, tx, "unverifiedTokens", q, args); err != nil {
+					return Counts{}, err
+				}
+			}
+			// Only max-sessions gets here with devices: token-age skipped them.
+			if len(withDevice) > 0 {
+				q, args := deleteDevicesSQL(withDevice)
+				if c.Devices, err = exec(ctx, tx, "devices", q, args); err != nil {
+					return Counts{}, err
+				}
+			}
+		}
+		q, args, err := deleteRowsSQL(sec.Table, eligible)
+		if err != nil {
+			return Counts{}, err
+		}
+		n, err := exec(ctx, tx, sec.Table, q, args)
+		if err != nil {
+			return Counts{}, err
+		}
+		// The rows are locked, so n is len(eligible) on InnoDB; an engine
+		// without row locks may have lost some to a concurrent delete.
+		c.Deleted = n
+		c.Gone += int64(len(eligible)) - n
+	}
+	if err := tx.Commit(); err != nil {
+		return Counts{}, fmt.Errorf("commit: %w", err)
+	}
+	return c, nil
+}
+
+// classifyBatch is the dry run's read-only version of deleteBatch.
+func classifyBatch(ctx context.Context, q querier, sec manifest.Section, rows []manifest.Row) (Counts, error) {
+	rows = sortByKey(rows)
+	found, err := guardRead(ctx, q, sec, rows, false)
+	if err != nil {
+		return Counts{}, err
+	}
+	eligible, cur, c := classify(sec, rows, found)
+	c.Deleted = int64(len(eligible))
+	for _, f := range cur {
+		if f.unverified {
+			c.Unverified++
+		}
+		if f.device {
+			c.Devices++
+		}
+	}
+	return c, nil
+}
+
+func exec(ctx context.Context, q querier, table, query string, args []any) (int64, error) {
+	res, err := q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("delete from %s: %w", table, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete from %s: %w", table, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,276 @@
+package applier
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"prune-tokens/manifest"
+)
+
+// The checkpoint is a 1 KiB file of two fixed-size slots. Each update writes
+// the whole state, with a sequence number and a checksum, into the slot the
+// previous update did not use, then fdatasyncs: one sync per batch, and a
+// write torn by a crash leaves the other slot intact. Reading picks the valid
+// slot with the highest sequence number. The file is created whole (temporary
+// file, fsync, rename), so its size never changes afterwards and a disk that
+// fills up during a run cannot stop progress from being recorded.
+const (
+	slotSize       = 512
+	checkpointSize = 2 * slotSize
+	sumOffset      = slotSize - sha256.Size
+	maxSections    = 16 // room in a slot; manifest.Sections has 7
+)
+
+var checkpointMagic = [8]byte{'P', 'T', 'C', 'K', 'P', 'T', '0', '1'}
+
+// State is what a checkpoint records: how far apply got in one manifest and
+// what happened to the rows so far.
+type State struct {
+	RowsSHA256 string // hex; the manifest's rows digest
+	FileSHA256 string // hex; the manifest file's SHA-256
+	Total      int64  // rows in the manifest
+	Next       int64  // index of the first row not yet committed
+	Sections   []Counts
+}
+
+// Complete says whether every row was processed.
+func (s *State) Complete() bool { return s.Next >= s.Total }
+
+func newState(m *manifest.Meta, fileSHA string) *State {
+	return &State{RowsSHA256: m.RowsSHA256, FileSHA256: fileSHA, Total: m.RowCount,
+		Sections: make([]Counts, len(manifest.Sections))}
+}
+
+// encodeSlot lays out one slot: magic, seq, digests, totals, per-section
+// counters, then a SHA-256 of everything before it.
+func encodeSlot(buf []byte, seq uint64, s *State) error {
+	clear(buf)
+	rows, err := hex.DecodeString(s.RowsSHA256)
+	if err != nil || len(rows) != sha256.Size {
+		return fmt.Errorf("checkpoint: rows digest %q is not a SHA-256", s.RowsSHA256)
+	}
+	file, err := hex.DecodeString(s.FileSHA256)
+	if err != nil || len(file) != sha256.Size {
+		return fmt.Errorf("checkpoint: file digest %q is not a SHA-256", s.FileSHA256)
+	}
+	if len(s.Sections) > maxSections {
+		return fmt.Errorf("checkpoint: %d sections, room for %d", len(s.Sections), maxSections)
+	}
+	b := buf[:0]
+	b = append(b, checkpointMagic[:]...)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = append(b, rows...)
+	b = append(b, file...)
+	b = binary.BigEndian.AppendUint64(b, uint64(s.Total))
+	b = binary.BigEndian.AppendUint64(b, uint64(s.Next))
+	b = binary.BigEndian.AppendUint64(b, uint64(len(s.Sections)))
+	for _, c := range s.Sections {
+		for _, v := range []int64{c.Deleted, c.Gone, c.Skipped, c.Unverified, c.Devices} {
+			b = binary.BigEndian.AppendUint64(b, uint64(v))
+		}
+	}
+	sum := sha256.Sum256(buf[:sumOffset])
+	copy(buf[sumOffset:], sum[:])
+	return nil
+}
+
+// decodeSlot returns the slot's sequence number and state, or ok=false when
+// the slot is empty or damaged.
+func decodeSlot(buf []byte) (seq uint64, s *State, ok bool) {
+	if len(buf) != slotSize || !bytes.Equal(buf[:8], checkpointMagic[:]) {
+		return 0, nil, false
+	}
+	if sum := sha256.Sum256(buf[:sumOffset]); !bytes.Equal(sum[:], buf[sumOffset:]) {
+		return 0, nil, false
+	}
+	u64 := func(off int) uint64 { return binary.BigEndian.Uint64(buf[off:]) }
+	seq = u64(8)
+	s = &State{RowsSHA256: hex.EncodeToString(buf[16:48]), FileSHA256: hex.EncodeToString(buf[48:80]),
+		Total: int64(u64(80)), Next: int64(u64(88))}
+	n := int(u64(96))
+	if n > maxSections || s.Next < 0 || s.Next > s.Total {
+		return 0, nil, false
+	}
+	off := 104
+	for range n {
+		var c Counts
+		for _, v := range []*int64{&c.Deleted, &c.Gone, &c.Skipped, &c.Unverified, &c.Devices} {
+			*v = int64(u64(off))
+			off += 8
+		}
+		s.Sections = append(s.Sections, c)
+	}
+	return seq, s, true
+}
+
+// Checkpoint is an open checkpoint file, held exclusively by this process.
+type Checkpoint struct {
+	path  string
+	f     *os.File
+	lock  *os.File
+	seq   uint64
+	buf   []byte
+	State *State
+}
+
+// errBusy says another apply holds the checkpoint's lock file.
+var errBusy = errors.New("another apply of this manifest is running")
+
+// lockPath is the lock file that keeps two applies of one manifest apart.
+// It is separate from the checkpoint because the checkpoint is created by
+// rename, which would give two racing processes different files to lock.
+func lockPath(path string) string { return path + ".lock" }
+
+// openCheckpoint takes the lock file, then reads the checkpoint at path, or
+// creates one for a fresh start. A checkpoint of another manifest, or one
+// that cannot be read, is refused.
+func openCheckpoint(path string, m *manifest.Meta, fileSHA string) (cp *Checkpoint, resumed bool, err error) {
+	lf, err := os.OpenFile(lockPath(path), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("checkpoint lock %s: %w", lockPath(path), err)
+	}
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lf.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, false, fmt.Errorf("%w (lock file %s is held); wait for it to finish", errBusy, lockPath(path))
+		}
+		return nil, false, fmt.Errorf("lock %s: %w", lockPath(path), err)
+	}
+	defer func() {
+		if err != nil {
+			lf.Close()
+		}
+	}()
+
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		st := newState(m, fileSHA)
+		if err := createCheckpoint(path, st); err != nil {
+			return nil, false, err
+		}
+		if f, err = os.OpenFile(path, os.O_RDWR, 0); err != nil {
+			return nil, false, fmt.Errorf("open checkpoint: %w", err)
+		}
+		return &Checkpoint{path: path, f: f, lock: lf, seq: 1, buf: make([]byte, slotSize), State: st}, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("open checkpoint: %w", err)
+	}
+	seq, st, err := readCheckpoint(f)
+	if err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	if st.RowsSHA256 != m.RowsSHA256 || st.FileSHA256 != fileSHA || st.Total != m.RowCount {
+		f.Close()
+		return nil, false, fmt.Errorf("checkpoint %s belongs to another manifest (file sha256 %s, %d rows), not this one (sha256 %s, %d rows); pass --checkpoint with a new path, or remove it if that manifest is finished with",
+			path, st.FileSHA256, st.Total, fileSHA, m.RowCount)
+	}
+	if len(st.Sections) != len(manifest.Sections) {
+		f.Close()
+		return nil, false, fmt.Errorf("checkpoint %s has %d sections, this build knows %d", path, len(st.Sections), len(manifest.Sections))
+	}
+	return &Checkpoint{path: path, f: f, lock: lf, seq: seq, buf: make([]byte, slotSize), State: st}, true, nil
+}
+
+func readCheckpoint(f *os.File) (uint64, *State, error) {
+	buf := make([]byte, checkpointSize+1)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && n == 0 {
+		return 0, nil, fmt.Errorf("read: %w", err)
+	}
+	if n != checkpointSize {
+		return 0, nil, fmt.Errorf("is %d bytes, not a checkpoint (%d bytes)", n, checkpointSize)
+	}
+	var best *State
+	var bestSeq uint64
+	for i := range 2 {
+		if seq, s, ok := decodeSlot(buf[i*slotSize : (i+1)*slotSize]); ok && (best == nil || seq > bestSeq) {
+			best, bestSeq = s, seq
+		}
+	}
+	if best == nil {
+		return 0, nil, errors.New("is damaged (no valid record); it is not safe to guess progress: remove it only if you accept that apply starts over (deletes by key are idempotent)")
+	}
+	return bestSeq, best, nil
+}
+
+// createCheckpoint writes a complete new checkpoint atomically: sequence 1
+// in slot 1 (sequence n always lives in slot n%2), slot 0 empty.
+func createCheckpoint(path string, st *State) error {
+	buf := make([]byte, checkpointSize)
+	if err := encodeSlot(buf[slotSize:], 1, st); err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create checkpoint in %s: %w", dir, err)
+	}
+	fail := func(err error) error {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	// Checkpoints hold nothing secret, but sit next to manifests that name
+	// accounts: same mode.
+	if err := tmp.Chmod(0o600); err != nil {
+		return fail(fmt.Errorf("chmod checkpoint: %w", err))
+	}
+	if _, err := tmp.Write(buf); err != nil {
+		return fail(fmt.Errorf("write checkpoint %s: %w", tmp.Name(), err))
+	}
+	if err := tmp.Sync(); err != nil {
+		return fail(fmt.Errorf("fsync checkpoint %s: %w", tmp.Name(), err))
+	}
+	if err := tmp.Close(); err != nil {
+		return fail(fmt.Errorf("close checkpoint %s: %w", tmp.Name(), err))
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("create checkpoint %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Save durably records the current State in the slot not holding the last
+// record.
+func (c *Checkpoint) Save() error {
+	seq := c.seq + 1
+	if err := encodeSlot(c.buf, seq, c.State); err != nil {
+		return err
+	}
+	if _, err := c.f.WriteAt(c.buf, int64(seq%2)*slotSize); err != nil {
+		return fmt.Errorf("write checkpoint %s: %w", c.path, err)
+	}
+	if err := datasync(c.f); err != nil {
+		return fmt.Errorf("fsync checkpoint %s: %w", c.path, err)
+	}
+	c.seq = seq
+	return nil
+}
+
+// Path is the checkpoint file's name.
+func (c *Checkpoint) Path() string { return c.path }
+
+// Close closes the checkpoint and releases the lock file.
+func (c *Checkpoint) Close() error {
+	err := c.f.Close()
+	c.lock.Close()
+	return err
+}

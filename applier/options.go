@@ -1,0 +1,114 @@
+package applier
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Defaults, as documented in the README.
+const (
+	DefaultBatchSize      = 1000
+	MaxBatchSize          = 10000 // past this an IN list stops being a small, bounded statement
+	DefaultWait           = 500 * time.Millisecond
+	DefaultMaxManifestAge = 7 * 24 * time.Hour
+	DefaultLockWait       = 10 * time.Minute
+	DefaultBatchTimeout   = 2 * time.Minute
+	DefaultStatusEvery    = 5 * time.Second
+	// statementSlack bounds small statements (lock, release) and pads
+	// server-side waits.
+	statementSlack = 10 * time.Second
+)
+
+// Options configure one apply. The zero value of each optional field means its
+// default; Wait and MaxRuntime mean "none" at zero.
+type Options struct {
+	DSN      *mysql.Config // parsed with dbconn.Parse
+	Manifest string        // the manifest file
+	// Approve is the manifest file's SHA-256 (hex) as approved; when set and
+	// different, nothing happens.
+	Approve    string
+	BatchSize  int           // manifest rows per batch and transaction; 0 = DefaultBatchSize
+	Wait       time.Duration // sleep between batches
+	Checkpoint string        // checkpoint file; "" = Manifest + ".checkpoint"
+	MaxRuntime time.Duration // stop cleanly after this long; 0 = no limit
+	DryRun     bool          // classify every row with reads only; no deletes, no checkpoint
+	// MaxManifestAge refuses a plan made longer ago than this; 0 = no limit.
+	// (The command line defaults it to DefaultMaxManifestAge.)
+	MaxManifestAge time.Duration
+
+	Out         io.Writer    // what apply is about to do, resume and stop notices
+	Log         io.Writer    // progress and retries
+	Progress    ProgressMode // how Log shows progress
+	StatusEvery time.Duration
+
+	Retry        RetryPolicy   // zero = DefaultRetry
+	LockWait     time.Duration // how long to wait for the named lock; 0 = DefaultLockWait
+	BatchTimeout time.Duration // deadline for one batch's statements; 0 = DefaultBatchTimeout
+
+	// OnBatch, when set, runs after each batch is committed and recorded,
+	// with the number of manifest rows done. For tests and benchmarks.
+	OnBatch func(done int64)
+	Now     func() time.Time // for the manifest age check; nil = time.Now
+}
+
+// CheckpointPath is where a manifest's checkpoint goes by default.
+func CheckpointPath(manifestPath string) string { return manifestPath + ".checkpoint" }
+
+// withDefaults checks the options and fills in defaults.
+func (o Options) withDefaults() (Options, error) {
+	switch {
+	case o.DSN == nil:
+		return o, errors.New("no database given")
+	case o.Manifest == "":
+		return o, errors.New("no manifest given (--manifest FILE)")
+	case o.BatchSize < 0 || o.BatchSize > MaxBatchSize:
+		return o, fmt.Errorf("batch size %d is out of range (1..%d)", o.BatchSize, MaxBatchSize)
+	case o.Wait < 0:
+		return o, fmt.Errorf("wait %s is negative", o.Wait)
+	case o.MaxRuntime < 0:
+		return o, fmt.Errorf("max runtime %s is negative", o.MaxRuntime)
+	case o.MaxManifestAge < 0:
+		return o, fmt.Errorf("max manifest age %s is negative", o.MaxManifestAge)
+	}
+	if o.Approve != "" {
+		a := strings.ToLower(strings.TrimSpace(o.Approve))
+		if b, err := hex.DecodeString(a); err != nil || len(b) != 32 {
+			return o, fmt.Errorf("approval %q is not a SHA-256 (64 hex digits, as plan prints it)", o.Approve)
+		}
+		o.Approve = a
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.Checkpoint == "" {
+		o.Checkpoint = CheckpointPath(o.Manifest)
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.StatusEvery == 0 {
+		o.StatusEvery = DefaultStatusEvery
+	}
+	if o.Retry == (RetryPolicy{}) {
+		o.Retry = DefaultRetry
+	}
+	if o.LockWait == 0 {
+		o.LockWait = DefaultLockWait
+	}
+	if o.BatchTimeout == 0 {
+		o.BatchTimeout = DefaultBatchTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o, nil
+}

@@ -1,0 +1,115 @@
+package applier
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// ProgressMode chooses how apply shows progress on its log writer.
+type ProgressMode int
+
+const (
+	ProgressAuto  ProgressMode = iota // a bar on a terminal, status lines otherwise
+	ProgressBar                       // always a bar
+	ProgressLines                     // a status line every StatusEvery
+	ProgressOff                       // nothing but the start and end
+)
+
+// progress reports rows done while apply runs.
+type progress struct {
+	w         io.Writer
+	bar       *progressbar.ProgressBar
+	every     time.Duration
+	verb      string
+	start     time.Time
+	last      time.Time
+	startRows int64
+	total     int64
+}
+
+func newProgress(w io.Writer, mode ProgressMode, every time.Duration, verb string, startRows, total int64) *progress {
+	now := time.Now()
+	p := &progress{w: w, every: every, verb: verb, start: now, last: now, startRows: startRows, total: total}
+	if mode == ProgressAuto {
+		mode = ProgressLines
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			mode = ProgressBar
+		}
+	}
+	switch mode {
+	case ProgressBar:
+		desc := verb
+		if startRows > 0 {
+			desc = fmt.Sprintf("%s (from row %d)", verb, startRows)
+		}
+		// The bar counts this run's rows, so its rate and ETA are honest
+		// after a resume.
+		p.bar = progressbar.NewOptions64(total-startRows,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription(desc),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("rows"),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionSetRenderBlankState(true),
+		)
+	case ProgressOff:
+		p.every = 0
+	}
+	return p
+}
+
+// update is called after each batch with the rows done so far (resumed rows
+// included) and the counters over the whole manifest.
+func (p *progress) update(done int64, c Counts) {
+	if p.bar != nil {
+		_ = p.bar.Set64(done - p.startRows)
+		return
+	}
+	if p.every <= 0 || time.Since(p.last) < p.every {
+		return
+	}
+	p.last = time.Now()
+	fmt.Fprintln(p.w, p.status(done, c))
+}
+
+// status is the one-line summary for logs.
+func (p *progress) status(done int64, c Counts) string {
+	pct := 100.0
+	if p.total > 0 {
+		pct = 100 * float64(done) / float64(p.total)
+	}
+	el := time.Since(p.start)
+	rate := 0.0
+	if el > 0 {
+		rate = float64(done-p.startRows) / el.Seconds()
+	}
+	eta := "unknown"
+	if rate > 0 {
+		eta = time.Duration(float64(p.total-done) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	return fmt.Sprintf("%s: %d/%d rows (%.1f%%), %.0f rows/s, ETA %s; deleted %d, already gone %d, skipped by guard %d",
+		p.verb, done, p.total, pct, rate, eta, c.Deleted, c.Gone, c.Skipped)
+}
+
+// logf prints a line without tearing the bar.
+func (p *progress) logf(format string, args ...any) {
+	if p.bar != nil {
+		_ = p.bar.Clear()
+	}
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+// finish ends the bar, leaving the line for the final table.
+func (p *progress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Exit()
+		fmt.Fprintln(p.w)
+	}
+}

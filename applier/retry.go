@@ -1,0 +1,93 @@
+package applier
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// RetryPolicy bounds how apply retries a batch after a transient error.
+type RetryPolicy struct {
+	Attempts int           // retries after the first failure; then apply stops (exit 3)
+	Initial  time.Duration // first backoff
+	Max      time.Duration // cap on one backoff
+}
+
+// DefaultRetry waits 0.25, 0.5, 1, 2, 4, 8, 15, 15 s (±20%): a batch gets
+// about 46 s of retries, enough for a failover or a server restart, then apply
+// stops with its checkpoint intact.
+var DefaultRetry = RetryPolicy{Attempts: 8, Initial: 250 * time.Millisecond, Max: 15 * time.Second}
+
+// backoff returns the wait before retry number attempt (1-based).
+func (p RetryPolicy) backoff(attempt int) time.Duration {
+	d := p.Initial
+	for i := 1; i < attempt && d < p.Max; i++ {
+		d *= 2
+	}
+	d = min(d, p.Max)
+	// Jitter keeps several clients that lost the same server from
+	// reconnecting in lockstep.
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// MySQL and MariaDB error numbers worth retrying.
+var transientCodes = map[uint16]string{
+	1053: "server shutting down",
+	1205: "lock wait timeout",
+	1213: "deadlock",
+	1317: "query interrupted",
+	1927: "connection killed",
+	2006: "server has gone away",
+	2013: "lost connection during query",
+}
+
+// isTransient says whether err is worth retrying on a new connection: the
+// connection or the server went away, or InnoDB chose this transaction as a
+// lock victim. The batch was rolled back (or, if COMMIT was lost, committed);
+// either way redoing it by key is harmless.
+func isTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		_, ok := transientCodes[me.Number]
+		return ok
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, driver.ErrBadConn), errors.Is(err, mysql.ErrInvalidConn),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ETIMEDOUT),
+		errors.As(err, &ne):
+		return true
+	case errors.Is(err, context.DeadlineExceeded):
+		// A statement over its deadline: the driver closed the connection,
+		// so the server rolls the transaction back.
+		return true
+	}
+	return false
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether the full wait passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,140 @@
+package applier
+
+import (
+	"fmt"
+	"strings"
+
+	"prune-tokens/manifest"
+)
+
+// Every statement apply sends is built here, from fixed text and the table
+// names of manifest's allow-list; every value is a bound parameter. Each
+// statement names at most one batch of keys, so it touches a bounded number of
+// index records, and each is a single-table statement (or a plain join in a
+// SELECT) so that every MySQL-compatible engine accepts it.
+
+// tableSpec is how one allowed table is addressed by primary key.
+type tableSpec struct {
+	name    string // SQL table name, from manifest's constants only
+	idCol   string // column holding Row.ID
+	withUID bool   // the primary key is (uid, idCol)
+}
+
+var specs = map[string]tableSpec{
+	manifest.TableSessionTokens:        {name: manifest.TableSessionTokens, idCol: "tokenId"},
+	manifest.TableAccountResetTokens:   {name: manifest.TableAccountResetTokens, idCol: "tokenId"},
+	manifest.TablePasswordForgotTokens: {name: manifest.TablePasswordForgotTokens, idCol: "tokenId"},
+	manifest.TablePasswordChangeTokens: {name: manifest.TablePasswordChangeTokens, idCol: "tokenId"},
+	manifest.TableSigninCodes:          {name: manifest.TableSigninCodes, idCol: "hash"},
+	manifest.TableUnblockCodes:         {name: manifest.TableUnblockCodes, idCol: "unblockCodeHash", withUID: true},
+}
+
+func specFor(table string) (tableSpec, error) {
+	s, ok := specs[table]
+	if !ok {
+		return tableSpec{}, fmt.Errorf("table %q is not on the allow-list", table)
+	}
+	return s, nil
+}
+
+// placeholders returns "?, ?, ?" for n values.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+// keyPredicate selects rows by primary key: "tokenId IN (?, ?)" or, for a
+// two-column key, "(uid = ? AND unblockCodeHash = ?) OR ...", which the
+// optimizer turns into one equality range per row.
+func keyPredicate(s tableSpec, prefix string, rows []manifest.Row) (string, []any) {
+	args := make([]any, 0, 2*len(rows))
+	if !s.withUID {
+		for _, r := range rows {
+			args = append(args, r.ID)
+		}
+		return prefix + s.idCol + " IN (" + placeholders(len(rows)) + ")", args
+	}
+	var b strings.Builder
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString("(" + prefix + "uid = ? AND " + prefix + s.idCol + " = ?)")
+		args = append(args, r.UID, r.ID)
+	}
+	return b.String(), args
+}
+
+func lockClause(lock bool) string {
+	if lock {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+// selectRowsSQL reads the current key, uid and createdAt of the listed rows
+// (any table but sessionTokens), locking them when lock is set so they cannot
+// change between the guard and the delete.
+func selectRowsSQL(table string, rows []manifest.Row, lock bool) (string, []any, error) {
+	s, err := specFor(table)
+	if err != nil {
+		return "", nil, err
+	}
+	where, args := keyPredicate(s, "", rows)
+	q := "SELECT " + s.idCol + ", uid, createdAt FROM " + s.name + " WHERE " + where + lockClause(lock)
+	return q, args, nil
+}
+
+// selectSessionsSQL reads the listed session tokens together with whether
+// each has a device (same uid and sessionTokenId: the join names uid, so it
+// uses the unique index UQ_devices_sessionTokenId) and an unverifiedTokens
+// row. With lock set, FOR UPDATE locks the sessions, their devices and
+// unverifiedTokens rows, and the index gap where a device would go, so a
+// device cannot appear between this guard and the delete.
+func selectSessionsSQL(rows []manifest.Row, lock bool) (string, []any) {
+	q := "SELECT s.tokenId, s.uid, s.createdAt, d.id, u.tokenId FROM sessionTokens s" +
+		" LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
+		" LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId" +
+		" WHERE s.tokenId IN (" + placeholders(len(rows)) + ")" + lockClause(lock)
+	args := make([]any, len(rows))
+	for i, r := range rows {
+		args[i] = r.ID
+	}
+	return q, args
+}
+
+// deleteRowsSQL deletes the listed rows of one table by primary key.
+func deleteRowsSQL(table string, rows []manifest.Row) (string, []any, error) {
+	s, err := specFor(table)
+	if err != nil {
+		return "", nil, err
+	}
+	where, args := keyPredicate(s, "", rows)
+	return "DELETE FROM " + s.name + " WHERE " + where, args, nil
+}
+
+// deleteUnverifiedSQL deletes the unverifiedTokens rows of sessions.
+func deleteUnverifiedSQL(rows []manifest.Row) (string, []any) {
+	args := make([]any, len(rows))
+	for i, r := range rows {
+		args[i] = r.ID
+	}
+	return "DELETE FROM unverifiedTokens WHERE tokenId IN (" + placeholders(len(rows)) + ")", args
+}
+
+// deleteDevicesSQL deletes the devices of sessions, always naming uid so the
+// unique index (uid, sessionTokenId) is used rather than a scan.
+func deleteDevicesSQL(rows []manifest.Row) (string, []any) {
+	var b strings.Builder
+	args := make([]any, 0, 2*len(rows))
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString("(uid = ? AND sessionTokenId = ?)")
+		args = append(args, r.UID, r.ID)
+	}
+	return "DELETE FROM devices WHERE " + b.String(), args
+}
