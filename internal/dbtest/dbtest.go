@@ -7,15 +7,15 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	prunetokens "prune-tokens"
 )
 
 // DefaultDSN is the server the tests use when PRUNE_TOKENS_TEST_DSN is unset.
@@ -45,26 +45,7 @@ func RepoRoot() string {
 
 // SchemaSQL returns the statements of testdata/schema.sql, one per element.
 func SchemaSQL() ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(RepoRoot(), "testdata", "schema.sql"))
-	if err != nil {
-		return nil, fmt.Errorf("read schema: %w", err)
-	}
-	var out []string
-	var cur strings.Builder
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "--") {
-			continue
-		}
-		cur.WriteString(line)
-		cur.WriteByte('\n')
-		if strings.HasSuffix(strings.TrimSpace(line), ";") {
-			if s := strings.TrimSpace(cur.String()); s != ";" {
-				out = append(out, strings.TrimSuffix(s, ";"))
-			}
-			cur.Reset()
-		}
-	}
-	return out, nil
+	return prunetokens.SchemaStatements(), nil
 }
 
 // unreachable fails the test; outside CI a developer without a server may
