@@ -1,0 +1,420 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"prune-tokens/applier/appliertest"
+	"prune-tokens/internal/clitest"
+	"prune-tokens/internal/dbtest"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+func applyArgs(db *dbtest.DB, path string, extra ...string) []string {
+	return append([]string{"apply", "--dsn", db.DSN, "--manifest", path, "--wait", "0"}, extra...)
+}
+
+func sameChecksums(a, b map[string]int64) bool {
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return len(a) == len(b)
+}
+
+func oneErrorLine(t *testing.T, stderr string) string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "prune-tokens: ") {
+		t.Errorf("last stderr line is not the error: %q", stderr)
+	}
+	return last
+}
+
+func TestApplyRefusesBadFlags(t *testing.T) {
+	dsn := "root@tcp(127.0.0.1:3306)/fxa"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"apply", "--dsn", dsn}, "--manifest is required"},
+		{[]string{"apply", "--manifest", "m.parquet", "--dsn", ""}, "no DSN"},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--batchSize", "0"}, "--batchSize \"0\""},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--maxSessionsBatchSize", "-3"}, "--batchSize \"-3\""},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--batchSize", "lots"}, "--batchSize \"lots\""},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--batchSize", "1000000"}, "from 1 to"},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--wait", "soon"}, "--wait"},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--maxRuntime", "-1h"}, "--maxRuntime"},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--maxManifestAge", "7 fortnights"}, "--maxManifestAge"},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--approve", "abc"}, "not a SHA-256"},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--approve", ""}, "--approve is empty"},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--dryRun", "--checkpoint", "c"}, "--dryRun"},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--checkpoint", "m"}, "same file"},
+		{[]string{"apply", "--dsn", dsn, "m.parquet"}, "takes no arguments"},
+		{[]string{"apply", "--dsn", "user:secret@tcp(127.0.0.1:1)/fxa", "--manifest", filepath.Join(t.TempDir(), "none.parquet")}, "none.parquet"},
+	} {
+		code, _, stderr := run(t, c.args...)
+		line := oneErrorLine(t, stderr)
+		if code != exitInit || !strings.Contains(line, c.want) {
+			t.Errorf("%q: exit %d, %q; want exit 2 naming %q", c.args, code, line, c.want)
+		}
+		if strings.Contains(stderr, "secret") {
+			t.Errorf("%q: password in output: %q", c.args, stderr)
+		}
+	}
+}
+
+// tamperRows rewrites a manifest's rows (one createdAt changed) under its
+// original metadata, as a hand edit would.
+func tamperRows(t *testing.T, src, dst string) {
+	t.Helper()
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type fileRow struct {
+		Stage     string `parquet:"stage,dict"`
+		TableName string `parquet:"table_name,dict"`
+		ID        []byte `parquet:"id"`
+		UID       []byte `parquet:"uid"`
+		CreatedAt int64  `parquet:"created_at"`
+	}
+	rows, err := parquet.Read[fileRow](f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows[len(rows)-1].CreatedAt--
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	w := parquet.NewGenericWriter[fileRow](out)
+	for _, kv := range pf.Metadata().KeyValueMetadata {
+		w.SetKeyValueMetadata(kv.Key, kv.Value)
+	}
+	if _, err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestApplyRefusesBadManifests(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 11, appliertest.Small)
+	dir := t.TempDir()
+	good, _ := f.Manifest(t, dir)
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	corrupt := bytes.Clone(data)
+	for i := len(corrupt) / 3; i < len(corrupt)/3+16; i++ {
+		corrupt[i] ^= 0xff
+	}
+	tampered := filepath.Join(dir, "tampered.parquet")
+	tamperRows(t, good, tampered)
+	cases := map[string]string{
+		"truncated":   write("truncated.parquet", data[:len(data)/2]),
+		"corrupted":   write("corrupted.parquet", corrupt),
+		"tampered":    tampered,
+		"empty":       write("empty.parquet", nil),
+		"not parquet": write("notes.parquet", []byte("stage,table_name,id\nmax-sessions,sessionTokens,00\n")),
+		"a directory": dir,
+	}
+	before := db.Checksums(t)
+	for name, path := range cases {
+		code, _, stderr := run(t, applyArgs(db, path)...)
+		line := oneErrorLine(t, stderr)
+		if code != exitInit || !strings.Contains(line, "refused") {
+			t.Errorf("%s: exit %d, %q; want exit 2, refused", name, code, line)
+		}
+		if _, err := os.Stat(path + ".checkpoint"); err == nil {
+			t.Errorf("%s: a checkpoint was written for a refused manifest", name)
+		}
+	}
+	if !sameChecksums(before, db.Checksums(t)) {
+		t.Fatal("a refused manifest changed the database")
+	}
+}
+
+func TestApplyApprovalAndAge(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 12, appliertest.Small)
+	dir := t.TempDir()
+	stale, staleSum := appliertest.WriteManifest(t, dir, "stale.parquet", f.Rows, time.Now().Add(-8*24*time.Hour))
+	path, sum := f.Manifest(t, dir)
+	before := db.Checksums(t)
+
+	wrong := strings.Repeat("0", 64)
+	code, _, stderr := run(t, applyArgs(db, path, "--approve", wrong)...)
+	if line := oneErrorLine(t, stderr); code != exitInit || !strings.Contains(line, sum) || !strings.Contains(line, "not the approved") {
+		t.Errorf("wrong --approve: exit %d, %q", code, line)
+	}
+	code, _, stderr = run(t, applyArgs(db, stale, "--approve", staleSum)...)
+	if line := oneErrorLine(t, stderr); code != exitInit || !strings.Contains(line, "--maxManifestAge") {
+		t.Errorf("stale manifest: exit %d, %q", code, line)
+	}
+	if !sameChecksums(before, db.Checksums(t)) {
+		t.Fatal("a refused apply changed the database")
+	}
+
+	code, stdout, stderr := run(t, applyArgs(db, path, "--approve", sum, "--batchSize", "5")...)
+	if code != 0 {
+		t.Fatalf("right --approve: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	f.Check(t)
+	for _, want := range []string{"matches --approve", "Skipped by guard", "Already gone", "total", "complete"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, stdout, _ = run(t, applyArgs(db, path, "--approve", sum)...)
+	if code != 0 || !strings.Contains(stdout, "already applied completely") {
+		t.Errorf("rerun: exit %d\n%s", code, stdout)
+	}
+
+	// A checkpoint is bound to its manifest.
+	code, _, stderr = run(t, applyArgs(db, stale, "--maxManifestAge", "30 days", "--checkpoint", path+".checkpoint")...)
+	if line := oneErrorLine(t, stderr); code != exitInit || !strings.Contains(line, "another manifest") {
+		t.Errorf("foreign checkpoint: exit %d, %q", code, line)
+	}
+	// The stale one applies when the age limit is raised (all rows gone by now).
+	code, stdout, _ = run(t, applyArgs(db, stale, "--maxManifestAge", "30 days")...)
+	if code != 0 || !strings.Contains(stdout, "Already gone") {
+		t.Errorf("stale manifest with --maxManifestAge 30 days: exit %d\n%s", code, stdout)
+	}
+}
+
+func TestApplyDryRunCLI(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 13, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	before := db.Checksums(t)
+	code, stdout, stderr := run(t, applyArgs(db, path, "--dryRun")...)
+	if code != 0 || !strings.Contains(stdout, "Would delete") || !strings.Contains(stdout, "nothing was deleted") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !sameChecksums(before, db.Checksums(t)) {
+		t.Fatal("dry run changed the database")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a child process writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// child is the real binary running apply.
+type child struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan struct{}
+	code           int
+}
+
+func startApply(t *testing.T, db *dbtest.DB, path string, extra ...string) *child {
+	t.Helper()
+	args := append([]string{"apply", "--manifest", path}, extra...)
+	cmd := exec.Command(clitest.Binary(t), args...)
+	cmd.Env = append(os.Environ(), "PRUNE_TOKENS_DSN="+db.DSN)
+	c := &child{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = c.stdout, c.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		c.code = cmd.ProcessState.ExitCode()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-c.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-c.done
+		}
+	})
+	return c
+}
+
+func (c *child) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-c.done:
+		return c.code
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("apply did not finish\nstdout:\n%s\nstderr:\n%s", c.stdout, c.stderr)
+		return -1
+	}
+}
+
+// waitFor polls until cond holds; it fails the test if the child ends first
+// or a minute passes (a hang is a failure, not a timing assertion).
+func waitFor(t *testing.T, c *child, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		select {
+		case <-c.done:
+			t.Fatalf("apply ended (exit %d) before %s\nstdout:\n%s\nstderr:\n%s", c.code, what, c.stdout, c.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestApplySecondConcurrentApplyRefused(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 14, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	// Hold FxA's prune lock so the first apply waits, holding its
+	// checkpoint lock, for as long as the test needs.
+	holder, err := db.SQL.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := holder.ExecContext(context.Background(), "DO GET_LOCK('fxa-auth-server.prune-lock', 0)"); err != nil {
+		t.Fatal(err)
+	}
+	first := startApply(t, db, path, "--wait", "0")
+	waitFor(t, first, "the first apply to wait for the named lock", func() bool {
+		return strings.Contains(first.stderr.String(), "waiting for named lock")
+	})
+	code, _, stderr := run(t, applyArgs(db, path)...)
+	if line := oneErrorLine(t, stderr); code != exitInit || !strings.Contains(line, "another apply of this manifest is running") {
+		t.Errorf("second apply: exit %d, %q", code, line)
+	}
+	if _, err := holder.ExecContext(context.Background(), "DO RELEASE_LOCK('fxa-auth-server.prune-lock')"); err != nil {
+		t.Fatal(err)
+	}
+	if code := first.wait(t); code != 0 {
+		t.Fatalf("first apply: exit %d\n%s", code, first.stderr)
+	}
+	f.Check(t)
+}
+
+func TestApplySIGTERMExitsThreeAndResumes(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 15, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	total := db.Count(t, "signinCodes") + db.Count(t, "sessionTokens")
+	c := startApply(t, db, path, "--batchSize", "1", "--wait", "20ms")
+	waitFor(t, c, "the first deletes", func() bool {
+		return db.Count(t, "signinCodes")+db.Count(t, "sessionTokens") < total
+	})
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.wait(t); code != exitOperation {
+		t.Fatalf("SIGTERM: exit %d, want 3\n%s", code, c.stderr)
+	}
+	if line := oneErrorLine(t, c.stderr.String()); !strings.Contains(line, "interrupted at row") || !strings.Contains(line, "rerun the same command") {
+		t.Errorf("SIGTERM message: %q", line)
+	}
+	code, stdout, stderr := run(t, applyArgs(db, path)...)
+	if code != 0 || !strings.Contains(stdout, "resuming at row ") {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	f.Check(t)
+}
+
+// TestApplySurvivesSIGKILL kills the real binary at random moments, several
+// times per run, then lets a rerun finish: every table must end exactly as
+// after an uninterrupted apply of the same manifest on identical data.
+func TestApplySurvivesSIGKILL(t *testing.T) {
+	sizes := appliertest.Sizes{MaxSessionAccounts: 3, SessionsPerAccount: 60, TokenAgeSessions: 300, OtherTokens: 50}
+	dir := t.TempDir()
+	planned := time.Now()
+	const seed = 21
+
+	ref := dbtest.New(t)
+	fr := appliertest.New(t, ref, seed, sizes)
+	path, _ := appliertest.WriteManifest(t, dir, "plan.parquet", fr.Rows, planned)
+	if code, out, errs := run(t, applyArgs(ref, path, "--checkpoint", filepath.Join(dir, "ref.checkpoint"))...); code != 0 {
+		t.Fatalf("reference apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	fr.Check(t)
+	want := ref.Checksums(t)
+
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	for round := range 3 {
+		db := dbtest.New(t)
+		f := appliertest.New(t, db, seed, sizes)
+		cp := filepath.Join(dir, "round"+string(rune('a'+round))+".checkpoint")
+		kills := 0
+		for range 3 {
+			c := startApply(t, db, path, "--checkpoint", cp, "--batchSize", "2", "--wait", "0")
+			delay := time.Duration(10+rnd.IntN(200)) * time.Millisecond
+			select {
+			case <-c.done:
+				t.Logf("round %d: finished before the kill at %s (exit %d)", round, delay, c.code)
+			case <-time.After(delay):
+				_ = c.cmd.Process.Kill()
+				<-c.done
+				kills++
+				t.Logf("round %d: killed after %s; %d sessionTokens left", round, delay, db.Count(t, "sessionTokens"))
+			}
+		}
+		if kills == 0 {
+			t.Errorf("round %d: no apply was killed mid-run; the test proved nothing", round)
+		}
+		code, out, errs := run(t, applyArgs(db, path, "--checkpoint", cp)...)
+		if code != 0 {
+			t.Fatalf("round %d: final apply: exit %d\n%s\n%s", round, code, out, errs)
+		}
+		f.Check(t)
+		if got := db.Checksums(t); !sameChecksums(got, want) {
+			t.Errorf("round %d (%d kills): tables differ from the uninterrupted run: got %v want %v", round, kills, got, want)
+		}
+		// The final table adds up whatever the kills did.
+		if !strings.Contains(out, "total") {
+			t.Errorf("round %d: no outcome table:\n%s", round, out)
+		}
+	}
+}
