@@ -174,7 +174,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, initErrorf("%s: %w", dbconn.Target(cfg), err)
 	}
-	printHeader(o, meta, res, dbconn.Redact(cfg), target)
+	printHeader(o, meta, res, dbconn.Redact(o.DSN), target)
 
 	if st.Complete() {
 		res.AlreadyComplete = true

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -325,6 +326,48 @@ func TestRefusesCheckpointOfAnotherManifest(t *testing.T) {
 	}
 	if !equalMaps(before, db.Checksums(t)) {
 		t.Fatal("database changed")
+	}
+}
+
+// TestStopsWhenProgressCannotBeRecorded: a checkpoint write that fails stops
+// apply before the next batch; the rerun redoes the unrecorded batch, whose
+// rows are then already gone, and ends exact.
+func TestStopsWhenProgressCannotBeRecorded(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 9, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	saves := 0
+	saveFault = func() error {
+		if saves++; saves == 3 {
+			return syscall.EIO
+		}
+		return nil
+	}
+	defer func() { saveFault = nil }()
+	o := options(t, db, path)
+	res, err := Run(context.Background(), o)
+	if err == nil || IsInit(err) || !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "stopping before the next batch") {
+		t.Fatalf("err = %v", err)
+	}
+	// Batches: 7 + 7 max-sessions rows, then the 6 accountResetTokens rows,
+	// committed but not recorded.
+	if res.Done != 20 || res.Batches != 3 {
+		t.Errorf("done %d in %d batches, want 20 rows in 3", res.Done, res.Batches)
+	}
+	left := db.Count(t, "sessionTokens")
+	saveFault = nil
+	var out bytes.Buffer
+	o.Out = &out
+	res, err = Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "resuming at row 14 of") {
+		t.Errorf("resume notice:\n%s", out.String())
+	}
+	f.Check(t)
+	if _, tot := res.Totals(); tot.Gone != 6 {
+		t.Errorf("gone = %d, want the 6 rows of the unrecorded batch (sessions left before the rerun: %d)", tot.Gone, left)
 	}
 }
 

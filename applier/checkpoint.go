@@ -248,9 +248,17 @@ func createCheckpoint(path string, st *State) error {
 	return nil
 }
 
+// saveFault, when set by a test, makes Save fail as a dying disk would.
+var saveFault func() error
+
 // Save durably records the current State in the slot not holding the last
 // record.
 func (c *Checkpoint) Save() error {
+	if saveFault != nil {
+		if err := saveFault(); err != nil {
+			return fmt.Errorf("write checkpoint %s: %w", c.path, err)
+		}
+	}
 	seq := c.seq + 1
 	if err := encodeSlot(c.buf, seq, c.State); err != nil {
 		return err

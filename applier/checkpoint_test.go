@@ -1,0 +1,158 @@
+package applier
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"prune-tokens/manifest"
+)
+
+func testMeta() (*manifest.Meta, string) {
+	return &manifest.Meta{RowsSHA256: strings.Repeat("ab", 32), RowCount: 100}, strings.Repeat("cd", 32)
+}
+
+func TestCheckpointRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "plan.parquet.checkpoint")
+	m, sha := testMeta()
+	cp, resumed, err := openCheckpoint(path, m, sha)
+	if err != nil || resumed {
+		t.Fatalf("create: %v resumed=%v", err, resumed)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 || st.Size() != checkpointSize {
+		t.Errorf("mode %v size %d", st.Mode().Perm(), st.Size())
+	}
+	for i := range 5 {
+		cp.State.Next = int64(10 * (i + 1))
+		cp.State.Sections[4].Deleted += 9
+		cp.State.Sections[4].Gone++
+		cp.State.Sections[0].Devices = 3
+		if err := cp.Save(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp.Close()
+	cp, resumed, err = openCheckpoint(path, m, sha)
+	if err != nil || !resumed {
+		t.Fatalf("reopen: %v resumed=%v", err, resumed)
+	}
+	defer cp.Close()
+	st := cp.State
+	if st.Next != 50 || st.Sections[4] != (Counts{Deleted: 45, Gone: 5}) || st.Sections[0].Devices != 3 || st.Complete() {
+		t.Errorf("state %+v", st)
+	}
+}
+
+// A write torn by a crash damages at most the slot being written; the
+// other slot still holds the previous record.
+func TestCheckpointSurvivesTornSlot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c")
+	m, sha := testMeta()
+	cp, _, err := openCheckpoint(path, m, sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.State.Next = 40
+	if err := cp.Save(); err != nil { // seq 2, slot 0
+		t.Fatal(err)
+	}
+	cp.State.Next = 60
+	if err := cp.Save(); err != nil { // seq 3, slot 1
+		t.Fatal(err)
+	}
+	cp.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("torn write"), slotSize+100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	cp, _, err = openCheckpoint(path, m, sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.State.Next != 40 {
+		t.Errorf("after a torn newest slot, next = %d, want the previous record's 40", cp.State.Next)
+	}
+	cp.Close()
+
+	// Both slots damaged: refuse rather than guess.
+	f, _ = os.OpenFile(path, os.O_RDWR, 0)
+	_, _ = f.WriteAt([]byte("torn write"), 100)
+	f.Close()
+	if _, _, err := openCheckpoint(path, m, sha); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("damaged checkpoint: %v", err)
+	}
+	os.Truncate(path, 10)
+	if _, _, err := openCheckpoint(path, m, sha); err == nil || !strings.Contains(err.Error(), "not a checkpoint") {
+		t.Errorf("short checkpoint: %v", err)
+	}
+}
+
+func TestCheckpointRefusesOtherManifestAndSecondUser(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c")
+	m, sha := testMeta()
+	cp, _, err := openCheckpoint(path, m, sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openCheckpoint(path, m, sha); !errors.Is(err, errBusy) {
+		t.Errorf("second open while held: %v", err)
+	}
+	cp.Close()
+	other := *m
+	other.RowsSHA256 = strings.Repeat("ef", 32)
+	if _, _, err := openCheckpoint(path, &other, sha); err == nil || !strings.Contains(err.Error(), "another manifest") {
+		t.Errorf("other rows digest: %v", err)
+	}
+	if _, _, err := openCheckpoint(path, m, strings.Repeat("00", 32)); err == nil || !strings.Contains(err.Error(), "another manifest") {
+		t.Errorf("other file digest: %v", err)
+	}
+}
+
+// A checkpoint that cannot be created is an error before anything else
+// (root ignores directory modes, so the test uses a path under a file).
+func TestCheckpointUncreatable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, sha := testMeta()
+	if _, _, err := openCheckpoint(filepath.Join(file, "c"), m, sha); err == nil {
+		t.Error("checkpoint created under a regular file")
+	}
+}
+
+// BenchmarkCheckpointSave measures one progress record: the two-slot write
+// with fdatasync that apply uses, against a temp file + fsync + rename +
+// directory fsync.
+func BenchmarkCheckpointSave(b *testing.B) {
+	m, sha := testMeta()
+	b.Run("two-slot", func(b *testing.B) {
+		cp, _, err := openCheckpoint(filepath.Join(b.TempDir(), "c"), m, sha)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cp.Close()
+		for i := 0; b.Loop(); i++ {
+			cp.State.Next = int64(i % 100)
+			if err := cp.Save(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("temp+rename", func(b *testing.B) {
+		path := filepath.Join(b.TempDir(), "c")
+		st := newState(m, sha)
+		for i := 0; b.Loop(); i++ {
+			st.Next = int64(i % 100)
+			if err := createCheckpoint(path, st); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,55 @@
+package applier
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+func TestIsTransient(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&mysql.MySQLError{Number: 1205, Message: "Lock wait timeout exceeded"}, true},
+		{fmt.Errorf("delete: %w", &mysql.MySQLError{Number: 1213}), true},
+		{&mysql.MySQLError{Number: 1053}, true},
+		{&mysql.MySQLError{Number: 1927}, true},
+		{&mysql.MySQLError{Number: 1146, Message: "Table doesn't exist"}, false},
+		{&mysql.MySQLError{Number: 1142, Message: "DELETE command denied"}, false},
+		{driver.ErrBadConn, true},
+		{fmt.Errorf("commit: %w", mysql.ErrInvalidConn), true},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true},
+		{fmt.Errorf("x: %w", syscall.ECONNRESET), true},
+		{context.DeadlineExceeded, true},
+		{errors.New("checkpoint: disk on fire"), false},
+		{context.Canceled, false},
+		{nil, false},
+	} {
+		if got := isTransient(c.err); got != c.want {
+			t.Errorf("isTransient(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestBackoffIsBounded(t *testing.T) {
+	p := DefaultRetry
+	var total time.Duration
+	for i := 1; i <= p.Attempts; i++ {
+		d := p.backoff(i)
+		if d < p.Initial*8/10 || d > p.Max*12/10 {
+			t.Errorf("backoff(%d) = %s, outside [%s, %s]", i, d, p.Initial*8/10, p.Max*12/10)
+		}
+		total += d
+	}
+	if total > time.Minute {
+		t.Errorf("all retries take %s; apply must give up within about a minute", total)
+	}
+}

@@ -1,0 +1,123 @@
+package applier
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"prune-tokens/manifest"
+)
+
+func b(c byte, n int) []byte { return bytes.Repeat([]byte{c}, n) }
+
+func TestSQLBuilders(t *testing.T) {
+	id1, id2 := b(1, 32), b(2, 32)
+	u1, u2 := b(0xa, 16), b(0xb, 16)
+	two := []manifest.Row{{ID: id1, UID: u1}, {ID: id2, UID: u2}}
+	one := two[:1]
+	type built struct {
+		q    string
+		args []any
+		err  error
+	}
+	with := func(q string, args []any, err error) built { return built{q, args, err} }
+	without := func(q string, args []any) built { return built{q, args, nil} }
+	cases := []struct {
+		name     string
+		got      built
+		wantQ    string
+		wantArgs []any
+	}{
+		{"select sessions, locking", without(selectSessionsSQL(two, true)),
+			"SELECT s.tokenId, s.uid, s.createdAt, d.id, u.tokenId FROM sessionTokens s LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId WHERE s.tokenId IN (?, ?) FOR UPDATE",
+			[]any{id1, id2}},
+		{"select sessions, dry run", without(selectSessionsSQL(one, false)),
+			"SELECT s.tokenId, s.uid, s.createdAt, d.id, u.tokenId FROM sessionTokens s LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId WHERE s.tokenId IN (?)",
+			[]any{id1}},
+		{"select tokens", with(selectRowsSQL(manifest.TableAccountResetTokens, two, true)),
+			"SELECT tokenId, uid, createdAt FROM accountResetTokens WHERE tokenId IN (?, ?) FOR UPDATE", []any{id1, id2}},
+		{"select signin codes", with(selectRowsSQL(manifest.TableSigninCodes, one, false)),
+			"SELECT hash, uid, createdAt FROM signinCodes WHERE hash IN (?)", []any{id1}},
+		{"select unblock codes by (uid, hash)", with(selectRowsSQL(manifest.TableUnblockCodes, two, true)),
+			"SELECT unblockCodeHash, uid, createdAt FROM unblockCodes WHERE (uid = ? AND unblockCodeHash = ?) OR (uid = ? AND unblockCodeHash = ?) FOR UPDATE",
+			[]any{u1, id1, u2, id2}},
+		{"delete sessions", with(deleteRowsSQL(manifest.TableSessionTokens, two)),
+			"DELETE FROM sessionTokens WHERE tokenId IN (?, ?)", []any{id1, id2}},
+		{"delete password change tokens", with(deleteRowsSQL(manifest.TablePasswordChangeTokens, one)),
+			"DELETE FROM passwordChangeTokens WHERE tokenId IN (?)", []any{id1}},
+		{"delete forgot tokens", with(deleteRowsSQL(manifest.TablePasswordForgotTokens, one)),
+			"DELETE FROM passwordForgotTokens WHERE tokenId IN (?)", []any{id1}},
+		{"delete unblock codes", with(deleteRowsSQL(manifest.TableUnblockCodes, one)),
+			"DELETE FROM unblockCodes WHERE (uid = ? AND unblockCodeHash = ?)", []any{u1, id1}},
+		{"delete unverified", without(deleteUnverifiedSQL(two)),
+			"DELETE FROM unverifiedTokens WHERE tokenId IN (?, ?)", []any{id1, id2}},
+		{"delete devices names uid", without(deleteDevicesSQL(two)),
+			"DELETE FROM devices WHERE (uid = ? AND sessionTokenId = ?) OR (uid = ? AND sessionTokenId = ?)",
+			[]any{u1, id1, u2, id2}},
+	}
+	for _, c := range cases {
+		if c.got.err != nil {
+			t.Errorf("%s: %v", c.name, c.got.err)
+			continue
+		}
+		if c.got.q != c.wantQ {
+			t.Errorf("%s:\n got %s\nwant %s", c.name, c.got.q, c.wantQ)
+		}
+		if !reflect.DeepEqual(c.got.args, c.wantArgs) {
+			t.Errorf("%s: args %x, want %x", c.name, c.got.args, c.wantArgs)
+		}
+	}
+}
+
+// No table name outside the allow-list ever reaches SQL, whatever the row
+// says: keyFetchTokens, devices and injection attempts are refused.
+func TestSQLBuildersRefuseUnknownTables(t *testing.T) {
+	rows := []manifest.Row{{ID: b(1, 32), UID: b(2, 16)}}
+	for _, table := range []string{"keyFetchTokens", "devices", "unverifiedTokens", "sessionTokens; DROP TABLE x", ""} {
+		if _, _, err := selectRowsSQL(table, rows, true); err == nil {
+			t.Errorf("select from %q was built", table)
+		}
+		if _, _, err := deleteRowsSQL(table, rows); err == nil {
+			t.Errorf("delete from %q was built", table)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	r := func(stage, table string, id byte, created int64) manifest.Row {
+		return manifest.Row{Stage: stage, Table: table, ID: b(id, 32), UID: b(id, 16), CreatedAt: created}
+	}
+	ta := manifest.Section{Stage: manifest.StageTokenAge, Table: manifest.TableSessionTokens}
+	ms := manifest.Section{Stage: manifest.StageMaxSessions, Table: manifest.TableSessionTokens}
+	rows := []manifest.Row{r(ta.Stage, ta.Table, 1, 10), r(ta.Stage, ta.Table, 2, 20), r(ta.Stage, ta.Table, 3, 30), r(ta.Stage, ta.Table, 4, 40), r(ta.Stage, ta.Table, 5, 50)}
+	found := map[string]current{
+		string(b(1, 32)): {uid: b(1, 16), createdAt: 10},               // as planned
+		string(b(2, 32)): {uid: b(2, 16), createdAt: 20, device: true}, // gained a device
+		string(b(3, 32)): {uid: b(9, 16), createdAt: 30},               // another account's row
+		string(b(4, 32)): {uid: b(4, 16), createdAt: 41},               // another createdAt
+		// 5 is gone
+	}
+	el, _, c := classify(ta, rows, found)
+	if len(el) != 1 || !bytes.Equal(el[0].ID, b(1, 32)) || c != (Counts{Gone: 1, Skipped: 3}) {
+		t.Errorf("token-age: eligible %d, counts %+v", len(el), c)
+	}
+	// max-sessions deletes sessions with devices (and the devices).
+	for i := range rows {
+		rows[i].Stage = ms.Stage
+	}
+	el, cur, c := classify(ms, rows, found)
+	if len(el) != 2 || !cur[1].device || c != (Counts{Gone: 1, Skipped: 2}) {
+		t.Errorf("max-sessions: eligible %d, counts %+v", len(el), c)
+	}
+}
+
+func TestSortByKey(t *testing.T) {
+	rows := []manifest.Row{
+		{Table: manifest.TableUnblockCodes, UID: b(2, 16), ID: b(1, 32)},
+		{Table: manifest.TableUnblockCodes, UID: b(1, 16), ID: b(9, 32)},
+	}
+	got := sortByKey(rows)
+	if !bytes.Equal(got[0].UID, b(1, 16)) || !bytes.Equal(rows[0].UID, b(2, 16)) {
+		t.Errorf("unblockCodes sort by (uid, hash) without touching the input: %x", got[0].UID)
+	}
+}
