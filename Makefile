@@ -18,7 +18,7 @@ fmt-check:
 
 # Integration tests run against the MariaDB in PRUNE_TOKENS_TEST_DSN
 # (default root@tcp(127.0.0.1:3306)/); with CI set they fail if it is down.
-test: fmt-check vet duckdb
+test: fmt-check vet duckdb fuzz-smoke
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # DuckDB (npm @duckdb/node-api, pinned in testdata/duckdb/package-lock.json)
@@ -31,5 +31,32 @@ $(DUCKDB_STAMP): testdata/duckdb/package.json testdata/duckdb/package-lock.json
 	npm ci --prefix testdata/duckdb --no-audit --no-fund
 	@touch $@
 
+# Fuzzing: the manifest reader and the duration parser must turn any input
+# into a clean error, never a panic. make test runs each target briefly;
+# make fuzz runs them longer (FUZZTIME each), keeping finds in testdata/fuzz.
+FUZZ_TARGETS := ./manifest:FuzzManifest ./manifest:FuzzManifestRows ./internal/duration:FuzzParse
+FUZZTIME ?= 5m
+.PHONY: fuzz fuzz-smoke test-faults
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg 2>&1 | grep -v '^parquet: warning' | tail -3; \
+		test $${PIPESTATUS[0]} -eq 0; \
+	done
+
+# Slow process-level fault tests (private MariaDB servers killed mid-apply,
+# connections cut, disk full, least privilege, secrets); .ci/run runs them too.
+test-faults:
+	$(GO) test -race -count=1 -tags faults -timeout 40m ./internal/faults/ ./internal/mariadbtest/ ./internal/faultproxy/
+
 clean:
 	rm -rf bin
+
+# Benchmarks (outside make test): plan at two sizes and apply at batch sizes
+# 1, 100 and 1000 against baselines measured in the same run. Takes ~20 min.
+# BENCH_FLAGS narrows it, e.g. BENCH_FLAGS="--plan-sessions 100000 --skip-apply".
+BENCH_FLAGS ?=
+bench: build
+	$(GO) run ./cmd/prune-tokens-bench --bin bin/prune-tokens $(BENCH_FLAGS)
