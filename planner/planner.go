@@ -124,8 +124,11 @@ type snapshot struct {
 // BeginTx cannot ask for WITH CONSISTENT SNAPSHOT, so the statements are
 // issued by hand. REPEATABLE READ is set first because a server whose
 // default is READ COMMITTED would otherwise take a new snapshot per
-// statement. Servers that reject either statement (the go-mysql-server
-// sandbox) get the plain form: their transactions are snapshots anyway.
+// statement. A server that rejects the snapshot form (go-mysql-server
+// v0.20.0 refuses "WITH CONSISTENT SNAPSHOT, READ ONLY") gets a plain
+// read-only transaction and Result.SnapshotFallback is set so the operator
+// is told: go-mysql-server's memory tables do not isolate reads from
+// concurrent writers, which is acceptable only for the single-client sandbox.
 func begin(ctx context.Context, conn *sql.Conn) (*snapshot, error) {
 	s := &snapshot{conn: conn}
 	if _, err := conn.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
