@@ -209,7 +209,7 @@ func runPlan(c *cli.Context) error {
 	}
 	s := report.PlanSummary{Path: a.out, FileSHA256: sum, Meta: meta}
 	if res.SnapshotFallback {
-		fmt.Fprintln(c.App.ErrWriter, "prune-tokens: note: the server refused START TRANSACTION WITH CONSISTENT SNAPSHOT; planned in a plain read-only transaction")
+		fmt.Fprintln(c.App.ErrWriter, "prune-tokens: note: the server refused START TRANSACTION WITH CONSISTENT SNAPSHOT; planned in a plain read-only transaction, so the stages may not have seen one consistent state if the database was being written")
 	}
 	if err := report.Plan(c.App.Writer, s, report.FormatTable); err != nil {
 		return opError(err)
