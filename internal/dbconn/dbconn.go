@@ -45,6 +45,9 @@ func Parse(dsn string) (*mysql.Config, error) {
 		cfg.Timeout = ConnectTimeout
 	}
 	cfg.InterpolateParams = true
+	// A Config copies the driver's logger when it is created, so SetLogger
+	// in Open comes too late for it: silence this one too.
+	cfg.Logger = &mysql.NopLogger{}
 	return cfg, nil
 }
 

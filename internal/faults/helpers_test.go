@@ -112,6 +112,10 @@ func (p *proc) wait(t *testing.T) *proc {
 	if p.code == -100 {
 		t.Fatalf("prune-tokens %q still running after %v: it hangs\nstdout:\n%s\nstderr:\n%s", p.cmd.Args[1:], runLimit, p.stdout, p.stderr)
 	}
+	// The driver's own log lines would break the one-line error promise.
+	if strings.Contains(p.stderr.String(), "[mysql]") {
+		t.Errorf("prune-tokens %q: driver log on stderr:\n%s", p.cmd.Args[1:], p.stderr)
+	}
 	return p
 }
 

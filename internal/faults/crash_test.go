@@ -1,0 +1,430 @@
+//go:build faults
+
+package faults_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"prune-tokens/applier/appliertest"
+	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/faultproxy"
+	"prune-tokens/internal/mariadbtest"
+	"prune-tokens/internal/seed"
+)
+
+// crashSizes makes apply run for seconds at small batches, so faults land
+// mid-run: about 3,400 manifest rows.
+var crashSizes = appliertest.Sizes{MaxSessionAccounts: 4, SessionsPerAccount: 100, TokenAgeSessions: 2000, OtherTokens: 200}
+
+const crashSeed = 77
+
+// slowApply is apply in small, spaced batches.
+func slowApply(dsn, path, cp string) []string {
+	return []string{"apply", "--dsn", dsn, "--manifest", path, "--checkpoint", cp, "--batchSize", "10", "--wait", "5ms"}
+}
+
+// reference applies the manifest of crashSizes, uninterrupted, to its own
+// copy of the data and returns the manifest and the tables' checksums after.
+func reference(t *testing.T, db *dbtest.DB, dir string) (string, map[string]int64) {
+	t.Helper()
+	f := appliertest.New(t, db, crashSeed, crashSizes)
+	path, _ := appliertest.WriteManifest(t, dir, "plan.parquet", f.Rows, time.Now())
+	if p := runBin(t, nil, applyArgs(db.DSN, path, filepath.Join(dir, "ref.checkpoint"))...); p.code != 0 {
+		t.Fatalf("reference apply: %s", p)
+	}
+	f.Check(t)
+	return path, db.Checksums(t)
+}
+
+func rnd() *rand.Rand {
+	s := uint64(time.Now().UnixNano())
+	return rand.New(rand.NewPCG(s, s>>7))
+}
+
+func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(r.Int64N(int64(hi-lo)))
+}
+
+// TestDatabaseKilledMidApply: the server dies (SIGKILL) twice during apply
+// and comes back within apply's retry budget: apply retries with backoff and
+// finishes by itself, and every table ends exactly as after an
+// uninterrupted run.
+func TestDatabaseKilledMidApply(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	dir := t.TempDir()
+	path, want := reference(t, privateDB(t, srv, "ref"), dir)
+	db := privateDB(t, srv, "fxa")
+	f := appliertest.New(t, db, crashSeed, crashSizes)
+	r := rnd()
+
+	p := start(t, nil, slowApply(db.DSN, path, filepath.Join(dir, "fxa.checkpoint"))...)
+	for i := range 2 {
+		time.Sleep(between(r, 300*time.Millisecond, 1200*time.Millisecond))
+		if p.exited() {
+			t.Fatalf("apply finished before kill %d: the test proved nothing\n%s", i+1, p)
+		}
+		srv.Kill(t)
+		time.Sleep(between(r, 500*time.Millisecond, 3*time.Second))
+		srv.Restart(t)
+	}
+	p.wait(t)
+	if p.code != 0 {
+		t.Fatalf("apply did not recover from the restarts: %s", p)
+	}
+	if n := strings.Count(p.stderr.String(), "transient error"); n == 0 {
+		t.Errorf("no retry was logged:\n%s", p.stderr)
+	} else {
+		t.Logf("%d retries logged", n)
+	}
+	f.Check(t)
+	if got := db.Checksums(t); !sameSums(got, want) {
+		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestDatabaseDownApplyGivesUp: the server dies and stays down. apply
+// retries with backoff for a bounded time, then exits 3 saying how to
+// resume; the checkpoint is intact, rows gone are those recorded plus at
+// most the batch in flight, and a rerun after the restart finishes the job.
+func TestDatabaseDownApplyGivesUp(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	dir := t.TempDir()
+	path, want := reference(t, privateDB(t, srv, "ref"), dir)
+	db := privateDB(t, srv, "fxa")
+	f := appliertest.New(t, db, crashSeed, crashSizes)
+	cp := filepath.Join(dir, "fxa.checkpoint")
+
+	p := start(t, nil, slowApply(db.DSN, path, cp)...)
+	time.Sleep(between(rnd(), 300*time.Millisecond, 1500*time.Millisecond))
+	if p.exited() {
+		t.Fatalf("apply finished before the kill\n%s", p)
+	}
+	srv.Kill(t)
+	killed := time.Now()
+	p.wait(t)
+	gaveUp := time.Since(killed)
+	line := p.lastLine(t)
+	if p.code != 3 || !strings.Contains(line, "rerun") || !strings.Contains(line, cp) {
+		t.Fatalf("apply with the server down: exit %d, %q; want exit 3 saying how to resume", p.code, line)
+	}
+	retries := strings.Count(p.stderr.String(), "transient error")
+	t.Logf("gave up %v after the kill, after %d retries: %s", gaveUp.Round(time.Second), retries, line)
+	if retries < 2 {
+		t.Errorf("only %d retries before giving up", retries)
+	}
+	if st, err := os.Stat(cp); err != nil || st.Size() == 0 {
+		t.Fatalf("checkpoint after giving up: %v", err)
+	}
+
+	srv.Restart(t)
+	gone := listedGone(t, f)
+	p = runBin(t, nil, slowApply(db.DSN, path, cp)...)
+	if p.code != 0 {
+		t.Fatalf("rerun after restart: %s", p)
+	}
+	at := p.resumedAt()
+	if at <= 0 || int64(gone) < at || int64(gone) > at+10 {
+		t.Errorf("resumed at row %d with %d manifest rows already gone; want gone within [recorded, recorded+batch]", at, gone)
+	}
+	f.Check(t)
+	if got := db.Checksums(t); !sameSums(got, want) {
+		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestConnectionsCutAtRandom: a proxy between apply and the server cuts
+// connections at random moments, half the time right after a statement
+// reached the server (its outcome unknown to apply), and also resets every
+// connection now and then. apply retries and reaches the exact final state.
+func TestConnectionsCutAtRandom(t *testing.T) {
+	dir := t.TempDir()
+	path, want := reference(t, dbtest.New(t), dir)
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, crashSeed, crashSizes)
+	cfgAddr := strings.SplitN(strings.SplitN(db.DSN, "tcp(", 2)[1], ")", 2)[0]
+	proxy, err := faultproxy.Start(cfgAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	seedv := time.Now().UnixNano()
+	// Spare lets the first connection through its handshake and apply's
+	// start-up reads: a database unreachable at start is an exit 2 before
+	// any delete, tested elsewhere; here the cuts hit the deleting.
+	proxy.SetPolicy(faultproxy.Policy{Prob: 0.02, Spare: 16, Seed: seedv})
+	t.Logf("proxy seed %d", seedv)
+
+	p := start(t, nil, "apply", "--dsn", withAddr(t, db.DSN, proxy.Addr()), "--manifest", path,
+		"--checkpoint", filepath.Join(dir, "cut.checkpoint"), "--batchSize", "20", "--wait", "0")
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		r := rnd()
+		for !strings.Contains(p.stdout.String(), "batches") {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(between(r, 200*time.Millisecond, 900*time.Millisecond)):
+				proxy.CutAll()
+			}
+		}
+	}()
+	p.wait(t)
+	retries := strings.Count(p.stderr.String(), "transient error")
+	t.Logf("%d connections, %d cut, %d retries", proxy.Accepts(), proxy.Cuts(), retries)
+	if p.code != 0 {
+		t.Fatalf("apply through the cutting proxy: %s", p)
+	}
+	if proxy.Cuts() < 5 || retries == 0 {
+		t.Errorf("only %d cuts and %d retries: the test proved little", proxy.Cuts(), retries)
+	}
+	f.Check(t)
+	if got := db.Checksums(t); !sameSums(got, want) {
+		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestPlanKilledLeavesNothing: plan killed with SIGKILL at several moments
+// leaves no file under the --out name and the database unchanged; a rerun
+// then writes the manifest.
+func TestPlanKilledLeavesNothing(t *testing.T) {
+	db := dbtest.New(t)
+	now := appliertest.Now
+	cfg := seed.Scaled(5, now, 150_000)
+	if _, err := seed.Insert(context.Background(), db.SQL, cfg); err != nil {
+		t.Fatal(err)
+	}
+	before := db.Checksums(t)
+	dir := t.TempDir()
+	args := func(out string) []string {
+		return []string{"plan", "--dsn", db.DSN, "--out", out, "--now", strconv.FormatInt(now, 10),
+			"--maxTokenAge", "30 days", "--maxCodeAge", "30 days", "--maxSessions", "50"}
+	}
+	full := runBin(t, nil, args(filepath.Join(dir, "full.parquet"))...)
+	if full.code != 0 {
+		t.Fatalf("uninterrupted plan: %s", full)
+	}
+	t.Logf("uninterrupted plan took %v", full.elapsed)
+	out := filepath.Join(dir, "killed.parquet")
+	killedMid := 0
+	for _, frac := range []float64{0.2, 0.5, 0.8, 0.95} {
+		p := start(t, nil, args(out)...)
+		time.Sleep(time.Duration(frac * float64(full.elapsed)))
+		if p.exited() {
+			t.Logf("plan finished before the kill at %.0f%%", frac*100)
+			os.Remove(out)
+			continue
+		}
+		p.kill()
+		killedMid++
+		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("plan killed at %.0f%% left %s (err %v)", frac*100, out, err)
+		}
+		if got := db.Checksums(t); !sameSums(got, before) {
+			t.Fatalf("plan killed at %.0f%% changed the database", frac*100)
+		}
+	}
+	if killedMid == 0 {
+		t.Fatal("every plan finished before its kill: the test proved nothing")
+	}
+	ents, _ := os.ReadDir(dir)
+	var leftovers []string
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".tmp-") {
+			leftovers = append(leftovers, e.Name())
+			if st, _ := os.Stat(filepath.Join(dir, e.Name())); st.Mode().Perm()&0o077 != 0 {
+				t.Errorf("leftover %s has mode %v", e.Name(), st.Mode().Perm())
+			}
+		}
+	}
+	t.Logf("%d kills mid-plan; temporary files left beside --out (never under its name): %v", killedMid, leftovers)
+	if p := runBin(t, nil, args(out)...); p.code != 0 {
+		t.Fatalf("plan after the kills: %s", p)
+	}
+}
+
+// TestCheckpointUnwritableMidRun: the checkpoint becomes unwritable during
+// apply (chattr +i, which stops even root). apply stops before its next
+// batch with a clear error; rows gone never exceed rows recorded plus the
+// one batch it could not record; a rerun resumes and finishes exactly.
+func TestCheckpointUnwritableMidRun(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, crashSeed, crashSizes)
+	dir := t.TempDir()
+	path, _ := f.Manifest(t, dir)
+	cp := filepath.Join(dir, "plan.checkpoint")
+
+	probe := filepath.Join(dir, "probe")
+	os.WriteFile(probe, nil, 0o600)
+	if out, err := exec.Command("chattr", "+i", probe).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i not possible here (%v: %s); needs root on ext4/xfs/btrfs", err, out)
+	}
+	exec.Command("chattr", "-i", probe).Run()
+	t.Cleanup(func() { exec.Command("chattr", "-i", cp).Run() })
+
+	p := start(t, nil, slowApply(db.DSN, path, cp)...)
+	time.Sleep(between(rnd(), 300*time.Millisecond, 1200*time.Millisecond))
+	if p.exited() {
+		t.Fatalf("apply finished too early\n%s", p)
+	}
+	if out, err := exec.Command("chattr", "+i", cp).CombinedOutput(); err != nil {
+		t.Fatalf("chattr +i %s: %v %s", cp, err, out)
+	}
+	p.wait(t)
+	line := p.lastLine(t)
+	if p.code != 3 || !strings.Contains(line, "cannot record progress") {
+		t.Fatalf("apply with an unwritable checkpoint: exit %d, %q; want exit 3, cannot record progress", p.code, line)
+	}
+	gone := listedGone(t, f)
+	if out, err := exec.Command("chattr", "-i", cp).CombinedOutput(); err != nil {
+		t.Fatalf("chattr -i: %v %s", err, out)
+	}
+	p = runBin(t, nil, slowApply(db.DSN, path, cp)...)
+	if p.code != 0 {
+		t.Fatalf("rerun: %s", p)
+	}
+	at := p.resumedAt()
+	t.Logf("stopped with %d manifest rows gone; the checkpoint recorded %d", gone, at)
+	if at < 0 || int64(gone) < at || int64(gone) > at+10 {
+		t.Errorf("%d rows gone but %d recorded: more than one batch (10) unrecorded", gone, at)
+	}
+	f.Check(t)
+}
+
+// tmpfs mounts a small tmpfs for the test, or skips where mounting is not
+// allowed.
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
+		t.Skipf("cannot mount a tmpfs (%v): needs root", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// fill writes to dir until the filesystem is full.
+func fill(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return
+		}
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDiskFull: with the disk already full, apply cannot create its
+// checkpoint and refuses before deleting (exit 2); a disk that fills up
+// during the run does not stop it, because the checkpoint is allocated
+// whole up front; a read-only filesystem is refused like a full one.
+func TestDiskFull(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, crashSeed, crashSizes)
+	src, _ := f.Manifest(t, t.TempDir())
+	before := db.Checksums(t)
+
+	t.Run("full before start", func(t *testing.T) {
+		dir := tmpfs(t, "1m")
+		path := filepath.Join(dir, "plan.parquet")
+		copyFile(t, src, path)
+		fill(t, dir)
+		p := runBin(t, nil, "apply", "--dsn", db.DSN, "--manifest", path, "--wait", "0")
+		line := p.lastLine(t)
+		if p.code != 2 || !strings.Contains(line, "checkpoint") || !strings.Contains(line, "no space") {
+			t.Errorf("exit %d, %q; want exit 2 naming the checkpoint and the full disk", p.code, line)
+		}
+		if got := db.Checksums(t); !sameSums(got, before) {
+			t.Fatal("tables changed")
+		}
+	})
+	t.Run("read-only filesystem", func(t *testing.T) {
+		dir := tmpfs(t, "1m")
+		path := filepath.Join(dir, "plan.parquet")
+		copyFile(t, src, path)
+		if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+			t.Fatalf("remount read-only: %v", err)
+		}
+		p := runBin(t, nil, "apply", "--dsn", db.DSN, "--manifest", path, "--wait", "0")
+		line := p.lastLine(t)
+		if p.code != 2 || !strings.Contains(line, "checkpoint") || !strings.Contains(line, "read-only") {
+			t.Errorf("exit %d, %q; want exit 2 naming the checkpoint and the read-only filesystem", p.code, line)
+		}
+		if got := db.Checksums(t); !sameSums(got, before) {
+			t.Fatal("tables changed")
+		}
+	})
+	t.Run("fills up mid-run", func(t *testing.T) {
+		dir := tmpfs(t, "1m")
+		path := filepath.Join(dir, "plan.parquet")
+		copyFile(t, src, path)
+		cp := path + ".checkpoint"
+		p := start(t, nil, slowApply(db.DSN, path, cp)...)
+		for i := 0; ; i++ {
+			if _, err := os.Stat(cp); err == nil {
+				break
+			}
+			if p.exited() || i > 1000 {
+				t.Fatalf("no checkpoint appeared\n%s", p)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if p.exited() {
+			t.Fatalf("apply finished before the disk filled\n%s", p)
+		}
+		fill(t, dir)
+		p.wait(t)
+		if p.code != 0 {
+			t.Fatalf("apply after the disk filled up: %s", p)
+		}
+		f.Check(t)
+		again := runBin(t, nil, slowApply(db.DSN, path, cp)...)
+		if again.code != 0 || !strings.Contains(again.stdout.String(), "already applied completely") {
+			t.Errorf("rerun after a run on a full disk: %s", again)
+		}
+	})
+}
