@@ -224,7 +224,7 @@ func TestPlanKilledLeavesNothing(t *testing.T) {
 	t.Logf("uninterrupted plan took %v", full.elapsed)
 	out := filepath.Join(dir, "killed.parquet")
 	killedMid := 0
-	for _, frac := range []float64{0.2, 0.5, 0.8, 0.95} {
+	for _, frac := range []float64{0.1, 0.25, 0.4, 0.6} {
 		p := start(t, nil, args(out)...)
 		time.Sleep(time.Duration(frac * float64(full.elapsed)))
 		if p.exited() {

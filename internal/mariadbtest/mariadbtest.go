@@ -47,6 +47,8 @@ type Server struct {
 	Dir  string // holds data/, the socket, the error log
 	Port int
 
+	extra []string // mariadbd options given to StartWith
+
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
@@ -69,6 +71,13 @@ func Available() error {
 // no password.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t)
+}
+
+// StartWith is Start with extra mariadbd options (for example TLS
+// certificates); they apply to restarts too.
+func StartWith(t testing.TB, extraArgs ...string) *Server {
+	t.Helper()
 	if err := Available(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("private MariaDB server needed: %v", err)
@@ -80,7 +89,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Dir: dir}
+	s := &Server{Dir: dir, extra: extraArgs}
 	t.Cleanup(func() {
 		s.Kill(t)
 		os.RemoveAll(dir)
@@ -195,6 +204,7 @@ func (s *Server) start() error {
 		"--innodb-flush-log-at-trx-commit=1",
 	}
 	args = append(args, userArgs()...)
+	args = append(args, s.extra...)
 	cmd := exec.Command(Mariadbd, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
