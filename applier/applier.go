@@ -119,7 +119,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res := &Result{Manifest: o.Manifest, DryRun: o.DryRun}
 
 	// Everything about the manifest is settled before the database is
-	// touched: a refused manifest costs nothing.
+	// touched: a refused manifest costs nothing. The file is hashed before
+	// it is opened and again after its rows were verified, so the bytes
+	// approved are the bytes verified and then applied (from the same open
+	// file).
+	if res.FileSHA256, err = manifest.FileSHA256(o.Manifest); err != nil {
+		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
+	}
 	mr, err := manifest.Open(o.Manifest)
 	if err != nil {
 		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
@@ -129,8 +135,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
 	}
 	meta := mr.Meta()
-	if res.FileSHA256, err = manifest.FileSHA256(o.Manifest); err != nil {
-		return nil, initErrorf("manifest %s: %w", o.Manifest, err)
+	if again, err := manifest.FileSHA256(o.Manifest); err != nil || again != res.FileSHA256 {
+		return nil, initErrorf("manifest %s refused: the file changed while it was being verified", o.Manifest)
 	}
 	if o.Approve != "" && o.Approve != res.FileSHA256 {
 		return nil, initErrorf("manifest %s has SHA-256 %s, not the approved %s: refusing to apply a manifest that was not approved", o.Manifest, res.FileSHA256, o.Approve)
@@ -395,9 +401,9 @@ func (r *run) connect(ctx context.Context) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	r.conn = conn
-	return getLock(ctx, conn, r.o.LockWait, func(holder int64) {
+	return getLock(ctx, conn, r.o.LockName, r.o.LockWait, func(holder int64) {
 		r.prog.logf("waiting for named lock %s (held by connection %d, probably the service's own pruning); up to %s",
-			LockName, holder, r.o.LockWait)
+			r.o.LockName, holder, r.o.LockWait)
 	})
 }
 
@@ -418,7 +424,7 @@ func (r *run) close() {
 	if r.conn == nil {
 		return
 	}
-	if err := releaseLock(context.Background(), r.conn); err != nil {
+	if err := releaseLock(context.Background(), r.conn, r.o.LockName); err != nil {
 		r.dropConn()
 		return
 	}

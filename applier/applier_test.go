@@ -25,7 +25,7 @@ func options(t *testing.T, db *dbtest.DB, path string) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Options{DSN: cfg, Manifest: path, BatchSize: 7, Progress: ProgressOff,
+	return Options{DSN: cfg, Manifest: path, BatchSize: 7, Progress: ProgressOff, LockName: "prune-tokens-test/" + db.Name,
 		Retry: RetryPolicy{Attempts: 3, Initial: time.Millisecond, Max: 10 * time.Millisecond}}
 }
 
@@ -226,7 +226,8 @@ func TestWaitsForTheNamedLock(t *testing.T) {
 	}
 	defer holder.Close()
 	var got int
-	if err := holder.QueryRowContext(context.Background(), "SELECT GET_LOCK(?, 0)", LockName).Scan(&got); err != nil || got != 1 {
+	lock := "prune-tokens-test/" + db.Name
+	if err := holder.QueryRowContext(context.Background(), "SELECT GET_LOCK(?, 0)", lock).Scan(&got); err != nil || got != 1 {
 		t.Fatalf("take lock: %v %d", err, got)
 	}
 	before := db.Checksums(t)
@@ -244,7 +245,7 @@ func TestWaitsForTheNamedLock(t *testing.T) {
 	if !equalMaps(before, db.Checksums(t)) {
 		t.Fatal("apply deleted while the service held the prune lock")
 	}
-	if _, err := holder.ExecContext(context.Background(), "DO RELEASE_LOCK(?)", LockName); err != nil {
+	if _, err := holder.ExecContext(context.Background(), "DO RELEASE_LOCK(?)", lock); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Run(context.Background(), options(t, db, path)); err != nil {
@@ -269,7 +270,7 @@ func TestSurvivesKilledConnection(t *testing.T) {
 			return
 		}
 		var id sql.NullInt64
-		if err := db.SQL.QueryRow("SELECT IS_USED_LOCK(?)", LockName).Scan(&id); err != nil || !id.Valid {
+		if err := db.SQL.QueryRow("SELECT IS_USED_LOCK(?)", o.LockName).Scan(&id); err != nil || !id.Valid {
 			t.Errorf("apply does not hold the lock between batches: %v %v", id, err)
 			return
 		}
@@ -285,7 +286,7 @@ func TestSurvivesKilledConnection(t *testing.T) {
 	}
 	f.Check(t)
 	var free int
-	if err := db.SQL.QueryRow("SELECT IS_FREE_LOCK(?)", LockName).Scan(&free); err != nil || free != 1 {
+	if err := db.SQL.QueryRow("SELECT IS_FREE_LOCK(?)", o.LockName).Scan(&free); err != nil || free != 1 {
 		t.Errorf("lock not released at the end: %v %d", err, free)
 	}
 }
@@ -373,6 +374,9 @@ func TestStopsWhenProgressCannotBeRecorded(t *testing.T) {
 
 func TestRefusesBadOptions(t *testing.T) {
 	cfg := &mysql.Config{}
+	if o, err := (Options{DSN: cfg, Manifest: "x"}).withDefaults(); err != nil || o.LockName != "fxa-auth-server.prune-lock" {
+		t.Errorf("default lock %q, %v; want FxA's", o.LockName, err)
+	}
 	for _, o := range []Options{
 		{Manifest: "x"},
 		{DSN: cfg},

@@ -47,6 +47,9 @@ type Options struct {
 	Progress    ProgressMode // how Log shows progress
 	StatusEvery time.Duration
 
+	// LockName is the named lock to hold; "" = LockName, FxA's. Named locks
+	// are global to a server, so tests that share one give each run its own.
+	LockName     string
 	Retry        RetryPolicy   // zero = DefaultRetry
 	LockWait     time.Duration // how long to wait for the named lock; 0 = DefaultLockWait
 	BatchTimeout time.Duration // deadline for one batch's statements; 0 = DefaultBatchTimeout
@@ -100,6 +103,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Retry == (RetryPolicy{}) {
 		o.Retry = DefaultRetry
+	}
+	if o.LockName == "" {
+		o.LockName = LockName
 	}
 	if o.LockWait == 0 {
 		o.LockWait = DefaultLockWait
