@@ -299,22 +299,24 @@ func TestPlanUnreachableDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
-	var held []net.Conn
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
+		var held []net.Conn // accepted, never answered
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
 		for {
 			c, err := silent.Accept()
 			if err != nil {
 				return
 			}
-			held = append(held, c) // accept, never answer
+			held = append(held, c)
 		}
 	}()
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
+	defer func() { silent.Close(); <-done }()
 
 	const password = "Sup3r-s3cret-pw"
 	for name, addr := range map[string]string{"closed port": closedAddr, "silent server": silent.Addr().String()} {
