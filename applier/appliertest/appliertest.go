@@ -34,9 +34,14 @@ type Fixture struct {
 	// remain[table][key] says whether the row must still be there after
 	// apply; every row the fixture inserted is listed.
 	remain map[string]map[string]bool
-	rnd    *rand.Rand
-	pend   map[string][][]any
+	// deps lists, per listed row (table + hex key), the rows of other
+	// tables deleted with it (a session's unverifiedTokens and devices).
+	deps map[string][]dep
+	rnd  *rand.Rand
+	pend map[string][][]any
 }
+
+type dep struct{ table, key string }
 
 // Sizes says how many rows of each kind to seed.
 type Sizes struct {
@@ -54,7 +59,7 @@ var Small = Sizes{MaxSessionAccounts: 2, SessionsPerAccount: 12, TokenAgeSession
 // row a reason to stay (young, has a device, keyFetchTokens, ...).
 func New(t testing.TB, db *dbtest.DB, seed uint64, sz Sizes) *Fixture {
 	t.Helper()
-	f := &Fixture{DB: db, remain: map[string]map[string]bool{}, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+	f := &Fixture{DB: db, remain: map[string]map[string]bool{}, deps: map[string][]dep{}, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		pend: map[string][][]any{}}
 	old := func() int64 { return Cutoff - 1 - f.rnd.Int64N(300*24*3600*1000) }
 	young := func() int64 { return Cutoff + f.rnd.Int64N(29*24*3600*1000) }
@@ -71,10 +76,16 @@ func New(t testing.TB, db *dbtest.DB, seed uint64, sz Sizes) *Fixture {
 			listed := i < sz.SessionsPerAccount-5
 			f.session(id, uid, created, !listed)
 			if f.rnd.IntN(3) == 0 {
-				f.device(uid, id, !listed)
+				d := f.device(uid, id, !listed)
+				if listed {
+					f.addDep(manifest.TableSessionTokens, id, "devices", d)
+				}
 			}
 			if f.rnd.IntN(5) == 0 {
 				f.unverified(id, uid, !listed)
+				if listed {
+					f.addDep(manifest.TableSessionTokens, id, "unverifiedTokens", id)
+				}
 			}
 			if listed {
 				group = append(group, manifest.Row{Stage: manifest.StageMaxSessions, Table: manifest.TableSessionTokens, ID: id, UID: uid, CreatedAt: created})
@@ -108,6 +119,7 @@ func New(t testing.TB, db *dbtest.DB, seed uint64, sz Sizes) *Fixture {
 		f.session(id, uid, created, false)
 		if f.rnd.IntN(5) == 0 {
 			f.unverified(id, uid, false)
+			f.addDep(manifest.TableSessionTokens, id, "unverifiedTokens", id)
 		}
 		// A device under another account with this sessionTokenId does
 		// not protect the session.
@@ -215,10 +227,35 @@ func (f *Fixture) session(id, uid []byte, created int64, remain bool) {
 	f.add("sessionTokens", hexKey(id), remain)
 }
 
-func (f *Fixture) device(uid, sessionID []byte, remain bool) {
+func (f *Fixture) device(uid, sessionID []byte, remain bool) []byte {
 	did := f.bytes(16)
 	f.queue("devices", uid, did, sessionID, Now)
-	f.add("devices", hexKey(append(slices.Clone(uid), did...)), remain)
+	key := append(slices.Clone(uid), did...)
+	f.add("devices", hexKey(key), remain)
+	return key
+}
+
+func (f *Fixture) addDep(table string, key []byte, depTable string, depKey []byte) {
+	k := table + "/" + hexKey(key)
+	f.deps[k] = append(f.deps[k], dep{depTable, hexKey(depKey)})
+}
+
+// Restrict keeps only the listed rows of the given stages, as a plan with
+// the other stages turned off would list: the others (and the rows that
+// would have gone with them) must remain.
+func (f *Fixture) Restrict(stages ...string) {
+	var kept []manifest.Row
+	for _, r := range f.Rows {
+		if slices.Contains(stages, r.Stage) {
+			kept = append(kept, r)
+			continue
+		}
+		f.add(r.Table, hexKey(r.Key()), true)
+		for _, d := range f.deps[r.Table+"/"+hexKey(r.Key())] {
+			f.add(d.table, d.key, true)
+		}
+	}
+	f.Rows = kept
 }
 
 func (f *Fixture) unverified(id, uid []byte, remain bool) {
@@ -276,6 +313,31 @@ func (f *Fixture) Listed(stage, table string) []manifest.Row {
 	}
 	return out
 }
+
+// DeleteListed deletes a listed row as someone else would, after the plan.
+// Rows that would have gone with it (a session's devices and unverified
+// row) stay: apply touches nothing of a row that is already gone.
+func (f *Fixture) DeleteListed(t testing.TB, r manifest.Row) {
+	t.Helper()
+	q := map[string]string{
+		manifest.TableSessionTokens:        "DELETE FROM sessionTokens WHERE tokenId = ?",
+		manifest.TableAccountResetTokens:   "DELETE FROM accountResetTokens WHERE tokenId = ?",
+		manifest.TablePasswordForgotTokens: "DELETE FROM passwordForgotTokens WHERE tokenId = ?",
+		manifest.TablePasswordChangeTokens: "DELETE FROM passwordChangeTokens WHERE tokenId = ?",
+		manifest.TableSigninCodes:          "DELETE FROM signinCodes WHERE hash = ?",
+		manifest.TableUnblockCodes:         "DELETE FROM unblockCodes WHERE unblockCodeHash = ?",
+	}[r.Table]
+	if _, err := f.DB.SQL.Exec(q, r.ID); err != nil {
+		t.Fatalf("delete listed %s row: %v", r.Table, err)
+	}
+	f.add(r.Table, hexKey(r.Key()), false)
+	for _, d := range f.deps[r.Table+"/"+hexKey(r.Key())] {
+		f.add(d.table, d.key, true)
+	}
+}
+
+// Deps is how many rows of other tables go with a listed row.
+func (f *Fixture) Deps(r manifest.Row) int { return len(f.deps[r.Table+"/"+hexKey(r.Key())]) }
 
 // AddDevice gives a session a device now (after the plan).
 func (f *Fixture) AddDevice(t testing.TB, uid, sessionID []byte) {
