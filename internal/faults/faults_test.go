@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"prune-tokens/applier/appliertest"
@@ -186,6 +187,8 @@ func hostileCases(good string, rows []manifest.Row) []hostileCase {
 			os.WriteFile(p, []byte("stage,table_name,id\ntoken-age,sessionTokens,00\n"), 0o600)
 		}, "Parquet"},
 		{"directory", func(t *testing.T, p string) { os.Mkdir(p, 0o700) }, "not a regular file"},
+		// Opening a FIFO would block until someone writes to it.
+		{"FIFO", func(t *testing.T, p string) { syscall.Mkfifo(p, 0o600) }, "not a regular file"},
 	}
 }
 
