@@ -105,7 +105,12 @@ type run struct {
 	prog  *progress
 	res   *Result
 	start time.Time
+	// deadline is when MaxRuntime ends the run; zero without a limit.
+	deadline time.Time
 }
+
+// errOutOfTime says MaxRuntime passed while waiting for the named lock.
+var errOutOfTime = errors.New("max runtime reached")
 
 // Run verifies the manifest and, unless it is refused, deletes its rows (or,
 // with DryRun, classifies them). The Result is returned even with an error,
@@ -184,7 +189,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	if st.Complete() {
 		res.AlreadyComplete = true
-		if o.DryRun {
+		if st.Total == 0 {
 			fmt.Fprintln(o.Out, "the manifest lists no rows: nothing to do")
 		} else {
 			fmt.Fprintf(o.Out, "manifest already applied completely (checkpoint %s): nothing to do\n", o.Checkpoint)
@@ -247,10 +252,10 @@ func printHeader(o Options, m *manifest.Meta, res *Result, target string, t mani
 // or MaxRuntime passes.
 func (r *run) loop(ctx context.Context, mr *manifest.Reader, meta *manifest.Meta, st *State, cp *Checkpoint) error {
 	o := r.o
-	var deadline time.Time
 	if o.MaxRuntime > 0 {
-		deadline = r.start.Add(o.MaxRuntime)
+		r.deadline = r.start.Add(o.MaxRuntime)
 	}
+	deadline := r.deadline
 	it := mr.Rows(st.Next)
 	var pending *manifest.Row
 	batch := make([]manifest.Row, 0, o.BatchSize)
@@ -285,12 +290,7 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, meta *manifest.Meta
 			return r.interrupted(st)
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
-			r.res.StoppedByTime = true
-			if !o.DryRun {
-				fmt.Fprintf(o.Out, "incomplete: --maxRuntime %s reached at row %d of %d; progress is in %s; rerun the same command to continue\n",
-					o.MaxRuntime, st.Next, st.Total, o.Checkpoint)
-			}
-			return nil
+			return r.outOfTime(st)
 		}
 
 		sec := batch[0].Section()
@@ -303,6 +303,10 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, meta *manifest.Meta
 		if err != nil {
 			if errors.Is(err, ErrInterrupted) {
 				return r.interrupted(st)
+			}
+			if errors.Is(err, errOutOfTime) {
+				r.dropConn()
+				return r.outOfTime(st)
 			}
 			return r.failed(st, err)
 		}
@@ -333,6 +337,15 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, meta *manifest.Meta
 	}
 }
 
+func (r *run) outOfTime(st *State) error {
+	r.res.StoppedByTime = true
+	if !r.o.DryRun {
+		fmt.Fprintf(r.o.Out, "incomplete: --maxRuntime %s reached at row %d of %d; progress is in %s; rerun the same command to continue\n",
+			r.o.MaxRuntime, st.Next, st.Total, r.o.Checkpoint)
+	}
+	return nil
+}
+
 func (r *run) interrupted(st *State) error {
 	if r.o.DryRun {
 		return fmt.Errorf("%w at row %d of %d (dry run: nothing was deleted)", ErrInterrupted, st.Next, st.Total)
@@ -355,7 +368,7 @@ func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.R
 		if err == nil {
 			return c, nil
 		}
-		if errors.Is(err, ErrInterrupted) || !isTransient(err) {
+		if errors.Is(err, ErrInterrupted) || errors.Is(err, errOutOfTime) || !isTransient(err) {
 			return Counts{}, err
 		}
 		r.dropConn()
@@ -401,10 +414,21 @@ func (r *run) connect(ctx context.Context) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	r.conn = conn
-	return getLock(ctx, conn, r.o.LockName, r.o.LockWait, func(holder int64) {
+	// Waiting for the lock counts against MaxRuntime like any other time.
+	lctx := ctx
+	if !r.deadline.IsZero() {
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithDeadline(ctx, r.deadline)
+		defer cancel()
+	}
+	err = getLock(lctx, conn, r.o.LockName, r.o.LockWait, func(holder int64) {
 		r.prog.logf("waiting for named lock %s (held by connection %d, probably the service's own pruning); up to %s",
 			r.o.LockName, holder, r.o.LockWait)
 	})
+	if err != nil && ctx.Err() == nil && errors.Is(lctx.Err(), context.DeadlineExceeded) {
+		return errOutOfTime
+	}
+	return err
 }
 
 // dropConn throws the pinned connection away, not back into the pool: after

@@ -254,6 +254,13 @@ func TestWaitsForTheNamedLock(t *testing.T) {
 	if !equalMaps(before, db.Checksums(t)) {
 		t.Fatal("apply deleted while the service held the prune lock")
 	}
+	// Waiting for the lock counts against --maxRuntime: a clean stop.
+	o.LockWait = time.Hour
+	o.MaxRuntime = 300 * time.Millisecond
+	res, err := Run(context.Background(), o)
+	if err != nil || !res.StoppedByTime || res.Done != 0 {
+		t.Fatalf("lock held past max runtime: err %v, result %+v", err, res)
+	}
 	if _, err := holder.ExecContext(context.Background(), "DO RELEASE_LOCK(?)", lock); err != nil {
 		t.Fatal(err)
 	}
@@ -417,4 +424,16 @@ func equalMaps(a, b map[string]int64) bool {
 		}
 	}
 	return true
+}
+
+func TestEmptyManifestDoesNothing(t *testing.T) {
+	db := dbtest.New(t)
+	path, _ := appliertest.WriteManifest(t, t.TempDir(), "empty.parquet", nil, time.Now())
+	var out bytes.Buffer
+	o := options(t, db, path)
+	o.Out = &out
+	res, err := Run(context.Background(), o)
+	if err != nil || !res.Complete || !strings.Contains(out.String(), "lists no rows") {
+		t.Fatalf("err %v, complete %v\n%s", err, res != nil && res.Complete, out.String())
+	}
 }
