@@ -1,8 +1,10 @@
 package seed
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -24,6 +26,10 @@ var columns = map[string][]string{
 	"signinCodes":          {"hash", "uid", "createdAt", "flowId"},
 }
 
+// pkColumns is how many leading columns of each table's list above form its
+// primary key (all BINARY, so byte order is key order).
+var pkColumns = map[string]int{"devices": 2, "unblockCodes": 2}
+
 // flushOrder is the order of the final partial chunks.
 var flushOrder = []string{"sessionTokens", "unverifiedTokens", "devices", "accountResetTokens",
 	"passwordForgotTokens", "passwordChangeTokens", "keyFetchTokens", "unblockCodes", "signinCodes"}
@@ -39,12 +45,17 @@ type writer struct {
 	n      map[string]int
 	counts Counts
 	err    error
-	stmts  map[string]string // full-chunk statement text, built once per table
+	stmts  map[string]string  // full-chunk statement text, built once per table
+	sorted map[string][][]any // with Config.KeyOrder: every row, until flushAll
 }
 
-func newWriter(ctx context.Context, db Execer, chunk int) *writer {
-	return &writer{ctx: ctx, db: db, chunk: chunk, bufs: map[string][]any{}, n: map[string]int{},
+func newWriter(ctx context.Context, db Execer, chunk int, keyOrder bool) *writer {
+	w := &writer{ctx: ctx, db: db, chunk: chunk, bufs: map[string][]any{}, n: map[string]int{},
 		counts: Counts{}, stmts: map[string]string{}}
+	if keyOrder {
+		w.sorted = map[string][][]any{}
+	}
+	return w
 }
 
 func (w *writer) add(table string, vals ...any) {
@@ -53,6 +64,10 @@ func (w *writer) add(table string, vals ...any) {
 	}
 	if len(vals) != len(columns[table]) {
 		panic(fmt.Sprintf("seed: %d values for %d columns of %s", len(vals), len(columns[table]), table))
+	}
+	if w.sorted != nil {
+		w.sorted[table] = append(w.sorted[table], vals)
+		return
 	}
 	w.bufs[table] = append(w.bufs[table], vals...)
 	w.n[table]++
@@ -63,7 +78,36 @@ func (w *writer) add(table string, vals ...any) {
 
 func (w *writer) flushAll() {
 	for _, t := range flushOrder {
+		if w.sorted != nil {
+			w.addSorted(t)
+		}
 		w.flush(t)
+	}
+}
+
+// addSorted sends a table's buffered rows through the chunked path in
+// primary-key order.
+func (w *writer) addSorted(table string) {
+	rows := w.sorted[table]
+	delete(w.sorted, table)
+	k := max(1, pkColumns[table])
+	slices.SortFunc(rows, func(a, b []any) int {
+		for i := 0; i < k; i++ {
+			if c := bytes.Compare(a[i].([]byte), b[i].([]byte)); c != 0 {
+				return c
+			}
+		}
+		return 0
+	})
+	for _, r := range rows {
+		if w.err != nil {
+			return
+		}
+		w.bufs[table] = append(w.bufs[table], r...)
+		w.n[table]++
+		if w.n[table] >= w.chunk {
+			w.flush(table)
+		}
 	}
 }
 

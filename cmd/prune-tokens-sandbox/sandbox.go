@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+
+	sqle "github.com/dolthub/go-mysql-server"
+	"github.com/dolthub/go-mysql-server/memory"
+	"github.com/dolthub/go-mysql-server/server"
+	gsql "github.com/dolthub/go-mysql-server/sql"
+	"github.com/go-sql-driver/mysql"
+	"github.com/sirupsen/logrus"
+
+	prunetokens "prune-tokens"
+	"prune-tokens/internal/seed"
+)
+
+// serverVersion is what VERSION() answers, so a manifest planned on the
+// sandbox says where it came from.
+const serverVersion = "8.0.31-prune-tokens-sandbox"
+
+// sandbox is an in-memory, MySQL-compatible server in this process, reached
+// over TCP like any MySQL server: prune-tokens talks to it through the same
+// driver and code paths as in production.
+type sandbox struct {
+	srv  *server.Server
+	Addr string // host:port it listens on
+	done chan error
+}
+
+// startSandbox listens on addr, which must be a loopback address: the
+// server has a root user without a password.
+func startSandbox(addr string, log io.Writer) (*sandbox, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: %v", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("--listen %q: not a loopback address (the sandbox's root user has no password)", addr)
+	}
+	// go-mysql-server logs every connection at info level and every failed
+	// query at warning level; only its own faults matter here.
+	logrus.SetOutput(log)
+	logrus.SetLevel(logrus.ErrorLevel)
+	if err := gsql.SystemVariables.AssignValues(map[string]any{
+		"version": serverVersion, "version_comment": "prune-tokens sandbox (go-mysql-server v0.20.0, in memory)",
+	}); err != nil {
+		return nil, fmt.Errorf("set server version: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	pro := memory.NewDBProvider()
+	engine := sqle.NewDefault(pro)
+	cfg := server.Config{Protocol: "tcp", Listener: ln, Version: serverVersion}
+	srv, err := server.NewServer(cfg, engine, gsql.NewContext, memory.NewSessionBuilder(pro), nil)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("start go-mysql-server: %w", err)
+	}
+	s := &sandbox{srv: srv, Addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() { s.done <- srv.Start() }()
+	return s, nil
+}
+
+// DSN is the go-sql-driver DSN of database db on the sandbox.
+func (s *sandbox) DSN(db string) string {
+	cfg := mysql.NewConfig()
+	cfg.User = "root"
+	cfg.Net = "tcp"
+	cfg.Addr = s.Addr
+	cfg.DBName = db
+	return cfg.FormatDSN()
+}
+
+func (s *sandbox) Close() error {
+	err := s.srv.Close()
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+	}
+	return err
+}
+
+// createDatabase creates database name with the FxA schema on the server of
+// cfg (whose DBName is ignored) and returns a pool on it. Without
+// secondaryIndexes the tables keep their primary keys only (see schema).
+func createDatabase(ctx context.Context, cfg *mysql.Config, name string, secondaryIndexes bool) (*sql.DB, error) {
+	admin := cfg.Clone()
+	admin.DBName = ""
+	a, err := openPing(ctx, admin)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	if _, err := a.ExecContext(ctx, "CREATE DATABASE `"+name+"`"); err != nil {
+		return nil, fmt.Errorf("create database %s: %w", name, err)
+	}
+	c := cfg.Clone()
+	c.DBName = name
+	db, err := openPing(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	for _, stmt := range schema(secondaryIndexes) {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("create the FxA schema in %s: %w", name, err)
+		}
+	}
+	return db, nil
+}
+
+// dropDatabase removes what createDatabase made, on a fresh connection so a
+// cancelled context or broken pool does not leave it behind.
+func dropDatabase(cfg *mysql.Config, name string) error {
+	admin := cfg.Clone()
+	admin.DBName = ""
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, err := openPing(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if _, err := a.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+func openPing(ctx context.Context, cfg *mysql.Config) (*sql.DB, error) {
+	c := cfg.Clone()
+	c.InterpolateParams = true
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	conn, err := mysql.NewConnector(c)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(conn)
+	// go-mysql-server's in-memory tables do not isolate concurrent writers
+	// (a commit writes back every table the session touched), so all writes
+	// go through one connection, one statement at a time.
+	db.SetMaxOpenConns(1)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s: %w", c.Addr, err)
+	}
+	return db, nil
+}
+
+// populate seeds db and reports what it did on log.
+func populate(ctx context.Context, db *sql.DB, cfg seed.Config, log io.Writer) (seed.Counts, error) {
+	start := time.Now()
+	n, err := seed.Insert(ctx, db, cfg)
+	if err != nil {
+		return n, err
+	}
+	el := time.Since(start)
+	fmt.Fprintf(log, "seeded %d rows (%d session tokens, %d accounts) in %v: %.0f rows/s\n",
+		n.Total(), n["sessionTokens"], cfg.Accounts+cfg.HeavyAccounts, el.Round(time.Millisecond), float64(n.Total())/el.Seconds())
+	return n, nil
+}
+
+// counts reads COUNT(*) of every FxA table.
+func counts(ctx context.Context, db *sql.DB) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, t := range tables {
+		var n int64
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `"+t+"`").Scan(&n); err != nil {
+			return nil, fmt.Errorf("count %s: %w", t, err)
+		}
+		out[t] = n
+	}
+	return out, nil
+}
+
+// tables are the nine FxA tables, in the order of testdata/schema.sql.
+var tables = []string{
+	"sessionTokens", "unverifiedTokens", "devices",
+	"accountResetTokens", "passwordForgotTokens", "passwordChangeTokens",
+	"keyFetchTokens", "unblockCodes", "signinCodes",
+}
+
+var errUsage = errors.New("usage")
+
+// sandboxConfig is the driver configuration of database name on sb.
+func sandboxConfig(sb *sandbox, name string) (*mysql.Config, error) {
+	cfg, err := mysql.ParseDSN(sb.DSN(name))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox DSN: %w", err)
+	}
+	return cfg, nil
+}
+
+// indexLine is a secondary index inside a CREATE TABLE of the schema.
+var indexLine = regexp.MustCompile(`^\s*(UNIQUE\s+)?INDEX\s`)
+
+// schema is the FxA schema, with or without its secondary indexes.
+// go-mysql-server v0.20.0 keeps each in-memory table as a slice re-sorted
+// after every write; with secondary indexes each swap of that sort scans
+// every index entry (its source calls it "worse than cubic"), so seeding
+// 20,000 rows takes minutes, and adding the indexes afterwards rewrites the
+// table the same way. Without them every query still gives the same
+// answer, by scanning, and seeding takes seconds. Primary keys stay.
+func schema(secondaryIndexes bool) []string {
+	stmts := prunetokens.SchemaStatements()
+	if secondaryIndexes {
+		return stmts
+	}
+	out := make([]string, 0, len(stmts))
+	for _, s := range stmts {
+		var keep []string
+		for _, line := range strings.Split(s, "\n") {
+			if !indexLine.MatchString(line) {
+				keep = append(keep, line)
+			}
+		}
+		// The PRIMARY KEY line may now be the last one, with its comma.
+		t := strings.Join(keep, "\n")
+		t = trailingComma.ReplaceAllString(t, "\n)")
+		out = append(out, t)
+	}
+	return out
+}
+
+var trailingComma = regexp.MustCompile(`,\s*\n\)`)
