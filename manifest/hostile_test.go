@@ -548,18 +548,21 @@ func TestOpenRefusesNonRegularFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{dir, "/dev/null", "/dev/zero", fifo} {
-		done := make(chan error, 1)
+		done := make(chan [2]error, 1)
 		go func() {
 			r, err := Open(p)
 			if err == nil {
 				r.Close()
 			}
-			done <- err
+			_, serr := FileSHA256(p)
+			done <- [2]error{err, serr}
 		}()
 		select {
-		case err := <-done:
-			if err == nil {
-				t.Errorf("%s: accepted", p)
+		case errs := <-done:
+			for i, name := range []string{"Open", "FileSHA256"} {
+				if !errors.Is(errs[i], ErrInvalid) {
+					t.Errorf("%s(%s) = %v, want ErrInvalid", name, p, errs[i])
+				}
 			}
 		case <-time.After(10 * time.Second):
 			// Open must not wait for a writer on a FIFO; fail rather than hang.

@@ -312,6 +312,10 @@ func guard(fn func() error) (err error) {
 // FileSHA256 is the SHA-256 of the whole file, as plan prints it and
 // apply --approve checks it.
 func FileSHA256(path string) (string, error) {
+	// As in Open: reading a FIFO would wait for a writer.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return "", invalid("%s is not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("open %s: %w", path, err)
