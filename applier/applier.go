@@ -124,18 +124,19 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res := &Result{Manifest: o.Manifest, DryRun: o.DryRun}
 
 	// Everything about the manifest is settled before the database is
-	// touched: a refused manifest costs nothing. The file is hashed before
-	// it is opened and again after its rows were verified, so the bytes
-	// approved are the bytes verified and then applied (from the same open
-	// file).
-	if res.FileSHA256, err = manifest.FileSHA256(o.Manifest); err != nil {
-		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
-	}
+	// touched: a refused manifest costs nothing. Open comes first (it
+	// refuses what is not a regular file, such as a FIFO that would block
+	// any read); the file is hashed before and after its rows are verified,
+	// so the bytes approved are the bytes verified and then applied (from
+	// the same open file).
 	mr, err := manifest.Open(o.Manifest)
 	if err != nil {
 		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
 	}
 	defer mr.Close()
+	if res.FileSHA256, err = manifest.FileSHA256(o.Manifest); err != nil {
+		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
+	}
 	if err := mr.Verify(); err != nil {
 		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
 	}
@@ -196,7 +197,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		return res, nil
 	}
-	if resumed {
+	// A checkpoint left at row 0 (say, the database was unreachable last
+	// time) is a fresh start.
+	if resumed && st.Next > 0 {
 		fmt.Fprintf(o.Out, "resuming at row %d of %d (checkpoint %s)\n", st.Next, st.Total, o.Checkpoint)
 	}
 

@@ -143,6 +143,12 @@ func TestApplyRefusesBadManifests(t *testing.T) {
 	for i := len(corrupt) / 3; i < len(corrupt)/3+16; i++ {
 		corrupt[i] ^= 0xff
 	}
+	// Opening a FIFO blocks until a writer appears: apply must refuse it
+	// without reading.
+	fifo := filepath.Join(dir, "fifo.parquet")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tampered := filepath.Join(dir, "tampered.parquet")
 	tamperRows(t, good, tampered)
 	cases := map[string]string{
@@ -152,6 +158,7 @@ func TestApplyRefusesBadManifests(t *testing.T) {
 		"empty":       write("empty.parquet", nil),
 		"not parquet": write("notes.parquet", []byte("stage,table_name,id\nmax-sessions,sessionTokens,00\n")),
 		"a directory": dir,
+		"a FIFO":      fifo,
 	}
 	before := db.Checksums(t)
 	for name, path := range cases {
