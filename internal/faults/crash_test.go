@@ -428,3 +428,71 @@ func TestDiskFull(t *testing.T) {
 		}
 	})
 }
+
+// TestFrozenServerAtStart: a server that accepts connections but never
+// answers (SIGSTOP: a hung host) fails plan and apply within the connect
+// timeout, exit 2, instead of hanging.
+func TestFrozenServerAtStart(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	db := privateDB(t, srv, "fxa")
+	f := appliertest.New(t, db, 67, appliertest.Small)
+	dir := t.TempDir()
+	path, _ := f.Manifest(t, dir)
+	srv.Freeze(t)
+	defer srv.Thaw(t)
+	for _, args := range [][]string{
+		append([]string{"plan", "--dsn", db.DSN}, planFlags(filepath.Join(dir, "p.parquet"))...),
+		applyArgs(db.DSN, path, filepath.Join(dir, "a.cp")),
+	} {
+		p := runBin(t, nil, args...)
+		line := p.lastLine(t)
+		t.Logf("%s against a frozen server: exit %d after %v: %s", args[0], p.code, p.elapsed.Round(time.Millisecond), line)
+		if p.code != 2 {
+			t.Errorf("%s: exit %d, want 2", args[0], p.code)
+		}
+		// The DSN's timeout is 5s; allow for start-up on a loaded machine.
+		if p.elapsed > 30*time.Second {
+			t.Errorf("%s took %v against a frozen server", args[0], p.elapsed)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "p.parquet")); err == nil {
+		t.Error("plan left a manifest")
+	}
+}
+
+// TestServerFreezesMidApply: the server hangs mid-apply without closing
+// connections. With readTimeout in the DSN bounding each statement, apply
+// gives up after its retries (exit 3, checkpoint intact) instead of waiting
+// forever; after the server resumes, a rerun ends in the uninterrupted state.
+func TestServerFreezesMidApply(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	dir := t.TempDir()
+	path, want := reference(t, privateDB(t, srv, "ref"), dir)
+	db := privateDB(t, srv, "fxa")
+	f := appliertest.New(t, db, crashSeed, crashSizes)
+	cp := filepath.Join(dir, "fxa.checkpoint")
+	dsn := db.DSN + "&readTimeout=3s&writeTimeout=3s"
+
+	p := start(t, nil, slowApply(dsn, path, cp)...)
+	time.Sleep(between(rnd(), 300*time.Millisecond, 1200*time.Millisecond))
+	if p.exited() {
+		t.Fatalf("apply finished before the freeze\n%s", p)
+	}
+	srv.Freeze(t)
+	frozen := time.Now()
+	p.wait(t)
+	line := p.lastLine(t)
+	t.Logf("gave up %v after the freeze: %s", time.Since(frozen).Round(time.Second), line)
+	if p.code != 3 || !strings.Contains(line, "rerun") {
+		t.Fatalf("apply against a frozen server: exit %d, %q; want exit 3 saying how to resume", p.code, line)
+	}
+	srv.Thaw(t)
+	p = runBin(t, nil, slowApply(db.DSN, path, cp)...)
+	if p.code != 0 || p.resumedAt() <= 0 {
+		t.Fatalf("rerun after the thaw: %s", p)
+	}
+	f.Check(t)
+	if got := db.Checksums(t); !sameSums(got, want) {
+		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
+	}
+}

@@ -305,3 +305,24 @@ func (s *Server) CreateFxA(t testing.TB, name string) string {
 	}
 	return s.DSN(name)
 }
+
+// Freeze stops the server with SIGSTOP: the kernel still accepts TCP
+// connections for it, but nothing answers, as with a hung host or a network
+// that drops packets instead of resetting connections. Thaw resumes it.
+func (s *Server) Freeze(t testing.TB) { s.signal(t, syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server with SIGCONT.
+func (s *Server) Thaw(t testing.TB) { s.signal(t, syscall.SIGCONT) }
+
+func (s *Server) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		t.Fatalf("signal %v: server not running", sig)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v: %v", sig, err)
+	}
+}

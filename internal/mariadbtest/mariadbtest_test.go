@@ -64,3 +64,23 @@ func TestTwoServersAreIndependent(t *testing.T) {
 		t.Fatalf("b died with a: %v", err)
 	}
 }
+
+func TestFreezeThaw(t *testing.T) {
+	s := Start(t)
+	db := s.Open(t, "")
+	s.Freeze(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err == nil {
+		t.Fatal("a frozen server answered")
+	}
+	s.Thaw(t)
+	if err := db.Ping(); err != nil {
+		t.Fatalf("thawed server: %v", err)
+	}
+	s.Freeze(t)
+	s.Kill(t) // SIGKILL ends a stopped process too
+	if s.Running() {
+		t.Fatal("frozen server survived Kill")
+	}
+}
