@@ -326,6 +326,7 @@ func TestLeastPrivilege(t *testing.T) {
 	// The planner's account cannot delete: apply stops at its first batch
 	// with the server's refusal, and nothing is gone.
 	p = runBin(t, nil, applyArgs(withUser(t, db.DSN, planner, pass), out, filepath.Join(dir, "ro.cp"))...)
+	t.Logf("apply as the SELECT-only user: exit %d: %s", p.code, p.lastLine(t))
 	if line := p.lastLine(t); p.code == 0 || !strings.Contains(line, "command denied") {
 		t.Errorf("apply as the SELECT-only user: exit %d, %q; want a refusal naming the denied command", p.code, line)
 	}
