@@ -37,6 +37,7 @@ type Proxy struct {
 	policy  Policy
 	refuse  bool
 	cuts    int
+	blind   int // cuts right after forwarding a chunk to the server
 	accepts int
 	closed  bool
 	wg      sync.WaitGroup
@@ -101,6 +102,14 @@ func (p *Proxy) Cuts() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.cuts
+}
+
+// BlindCuts is how many cuts came right after a chunk reached the server,
+// so that the client cannot know the outcome of what it sent.
+func (p *Proxy) BlindCuts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.blind
 }
 
 // Accepts is how many connections the proxy has forwarded so far.
@@ -206,6 +215,7 @@ func (p *Proxy) decide(l *link, toServer bool) (before, after bool) {
 	if toServer && l.rng.Intn(2) == 0 {
 		// The reply must not slip through the other direction before the cut.
 		l.dying = true
+		p.blind++
 		return false, true
 	}
 	return true, false

@@ -148,6 +148,9 @@ func TestCutAfterForward(t *testing.T) {
 	if got == 0 || got == n {
 		t.Fatalf("server received %d of %d statements; want some forwarded-then-cut and some cut before", got, n)
 	}
+	if p.BlindCuts() != got {
+		t.Fatalf("BlindCuts = %d, but the server received %d statements whose answers were cut", p.BlindCuts(), got)
+	}
 	if p.Cuts() != n {
 		t.Fatalf("Cuts = %d, want %d", p.Cuts(), n)
 	}
