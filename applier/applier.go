@@ -104,6 +104,7 @@ type run struct {
 	conn  *sql.Conn // pinned connection holding the named lock
 	prog  *progress
 	res   *Result
+	cp    *Checkpoint // nil in a dry run
 	start time.Time
 	// deadline is when MaxRuntime ends the run; zero without a limit.
 	deadline time.Time
@@ -207,9 +208,16 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if o.DryRun {
 		verb = "dry run"
 	}
-	r := &run{o: o, db: db, res: res, start: time.Now(),
+	r := &run{o: o, db: db, res: res, cp: cp, start: time.Now(),
 		prog: newProgress(o.Log, o.Progress, o.StatusEvery, verb, st.Next, st.Total)}
-	err = r.loop(ctx, mr, meta, st, cp)
+	err = r.loop(ctx, mr, st)
+	if cp != nil {
+		// However the loop ended, the last record is on disk before apply
+		// says anything more.
+		if werr := cp.Wait(); werr != nil && err == nil {
+			err = fmt.Errorf("cannot record progress of the last batch: %w (it was committed; a rerun redoes it harmlessly)", werr)
+		}
+	}
 	r.prog.finish()
 	r.close()
 	res.Elapsed = time.Since(r.start)
@@ -253,7 +261,7 @@ func printHeader(o Options, m *manifest.Meta, res *Result, target string, t mani
 
 // loop runs the batches from st.Next to the end, or until the context ends
 // or MaxRuntime passes.
-func (r *run) loop(ctx context.Context, mr *manifest.Reader, meta *manifest.Meta, st *State, cp *Checkpoint) error {
+func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 	o := r.o
 	if o.MaxRuntime > 0 {
 		r.deadline = r.start.Add(o.MaxRuntime)
@@ -284,6 +292,11 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, meta *manifest.Meta
 			return fmt.Errorf("read manifest at row %d (was the file changed during apply?): %w", it.Index(), err)
 		}
 		if len(batch) == 0 {
+			if r.cp != nil {
+				if err := r.cp.Wait(); err != nil {
+					return fmt.Errorf("cannot record progress of the last batch: %w (it was committed; a rerun redoes it harmlessly)", err)
+				}
+			}
 			if !o.DryRun {
 				fmt.Fprintf(o.Out, "done: all %d rows of the manifest processed\n", st.Total)
 			}
@@ -311,13 +324,18 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, meta *manifest.Meta
 				r.dropConn()
 				return r.outOfTime(st)
 			}
+			var ce *checkpointErr
+			if errors.As(err, &ce) {
+				return fmt.Errorf("cannot record progress, so stopping: %w (the batch before row %d was committed and is redone harmlessly on rerun; the batch from row %d was rolled back)",
+					ce.err, st.Next, st.Next)
+			}
 			return r.failed(st, err)
 		}
 		st.Sections[idx].add(c)
 		st.Next += int64(len(batch))
 		r.res.Batches++
-		if cp != nil {
-			if err := cp.Save(); err != nil {
+		if r.cp != nil {
+			if err := r.cp.Record(); err != nil {
 				return fmt.Errorf("cannot record progress, so stopping before the next batch: %w (the last batch, rows %d..%d, was committed and will be redone harmlessly on rerun)",
 					err, st.Next-int64(len(batch)), st.Next-1)
 			}
@@ -371,7 +389,8 @@ func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.R
 		if err == nil {
 			return c, nil
 		}
-		if errors.Is(err, ErrInterrupted) || errors.Is(err, errOutOfTime) || !isTransient(err) {
+		var ce *checkpointErr
+		if errors.Is(err, ErrInterrupted) || errors.Is(err, errOutOfTime) || errors.As(err, &ce) || !isTransient(err) {
 			return Counts{}, err
 		}
 		r.dropConn()
@@ -405,7 +424,25 @@ func (r *run) try(ctx context.Context, sec manifest.Section, rows []manifest.Row
 			return Counts{}, err
 		}
 	}
-	return deleteBatch(bctx, r.conn, sec, rows)
+	return deleteBatch(bctx, r.conn, sec, rows, r.syncRecord)
+}
+
+// checkpointErr is a failed checkpoint sync found before a commit.
+type checkpointErr struct{ err error }
+
+func (e *checkpointErr) Error() string { return e.err.Error() }
+func (e *checkpointErr) Unwrap() error { return e.err }
+
+// syncRecord makes sure the previous batch's record is on disk before the
+// next batch commits.
+func (r *run) syncRecord() error {
+	if r.cp == nil {
+		return nil
+	}
+	if err := r.cp.Wait(); err != nil {
+		return &checkpointErr{err}
+	}
+	return nil
 }
 
 // connect pins a new connection and takes the named lock on it.

@@ -126,7 +126,8 @@ func classify(sec manifest.Section, rows []manifest.Row, found map[string]curren
 
 // deleteBatch deletes one batch in one transaction on conn: guard read with
 // row locks, then deletes by primary key of only the rows that passed.
-func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row) (c Counts, err error) {
+// beforeCommit runs just before COMMIT; its error rolls the batch back.
+func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error) (c Counts, err error) {
 	rows = sortByKey(rows)
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
@@ -179,6 +180,11 @@ func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows
 		// without row locks may have lost some to a concurrent delete.
 		c.Deleted = n
 		c.Gone += int64(len(eligible)) - n
+	}
+	if beforeCommit != nil {
+		if err := beforeCommit(); err != nil {
+			return Counts{}, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return Counts{}, fmt.Errorf("commit: %w", err)

@@ -54,8 +54,9 @@ type Options struct {
 	LockWait     time.Duration // how long to wait for the named lock; 0 = DefaultLockWait
 	BatchTimeout time.Duration // deadline for one batch's statements; 0 = DefaultBatchTimeout
 
-	// OnBatch, when set, runs after each batch is committed and recorded,
-	// with the number of manifest rows done. For tests and benchmarks.
+	// OnBatch, when set, runs after each batch is committed and its
+	// checkpoint record written (its sync may still be running), with the
+	// number of manifest rows done. For tests and benchmarks.
 	OnBatch func(done int64)
 	Now     func() time.Time // for the manifest age check; nil = time.Now
 }
