@@ -54,6 +54,20 @@ test-faults:
 clean:
 	rm -rf bin
 
+# The README's story (plan → review → apply, interrupted, resumed) on the
+# embedded go-mysql-server sandbox: needs no MySQL. DEMO_DSN='user:pass@tcp(host:3306)/'
+# runs it on a real MySQL/MariaDB instead, in a database it creates and drops.
+.PHONY: demo sandbox build-sandbox
+build-sandbox:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/prune-tokens-sandbox ./cmd/prune-tokens-sandbox
+demo: build build-sandbox
+	bin/prune-tokens-sandbox demo --bin bin/prune-tokens
+
+# A seeded sandbox to try commands by hand, until Ctrl-C.
+SANDBOX_LISTEN ?= 127.0.0.1:3307
+sandbox: build build-sandbox
+	bin/prune-tokens-sandbox --listen $(SANDBOX_LISTEN)
+
 # Benchmarks (outside make test): plan at two sizes and apply at batch sizes
 # 1, 100 and 1000 against baselines measured in the same run. Takes ~20 min.
 # BENCH_FLAGS narrows it, e.g. BENCH_FLAGS="--plan-sessions 100000 --skip-apply".
