@@ -135,15 +135,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
 	}
 	defer mr.Close()
-	if res.FileSHA256, err = manifest.FileSHA256(o.Manifest); err != nil {
+	if res.FileSHA256, err = mr.SHA256(); err != nil {
 		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
 	}
 	if err := mr.Verify(); err != nil {
 		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
 	}
 	meta := mr.Meta()
-	if again, err := manifest.FileSHA256(o.Manifest); err != nil || again != res.FileSHA256 {
-		return nil, initErrorf("manifest %s refused: the file changed while it was being verified", o.Manifest)
+	if err := mr.CheckUnchanged(); err != nil {
+		return nil, initErrorf("manifest %s refused: %w", o.Manifest, err)
 	}
 	if o.Approve != "" && o.Approve != res.FileSHA256 {
 		return nil, initErrorf("manifest %s has SHA-256 %s, not the approved %s: refusing to apply a manifest that was not approved", o.Manifest, res.FileSHA256, o.Approve)
@@ -197,6 +197,20 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			fmt.Fprintf(o.Out, "manifest already applied completely (checkpoint %s): nothing to do\n", o.Checkpoint)
 		}
 		return res, nil
+	}
+	var remaining []manifest.Section
+	for i, sec := range manifest.Sections {
+		if st.Sections[i].Processed() < meta.Count(sec) {
+			remaining = append(remaining, sec)
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout+statementSlack)
+	err = preflight(pctx, db, remaining)
+	cancel()
+	if err != nil && o.DryRun {
+		fmt.Fprintf(o.Out, "warning     %v\n", err)
+	} else if err != nil {
+		return nil, &initErr{err}
 	}
 	// A checkpoint left at row 0 (say, the database was unreachable last
 	// time) is a fresh start.
@@ -309,6 +323,11 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 			return r.outOfTime(st)
 		}
 
+		// The rows just read must be the rows verified: an edit in place
+		// during the run stops it before those rows are deleted.
+		if err := mr.CheckUnchanged(); err != nil {
+			return err
+		}
 		sec := batch[0].Section()
 		idx := manifest.SectionIndex(sec.Stage, sec.Table)
 		if idx < 0 {

@@ -435,3 +435,42 @@ func TestEmptyManifestDoesNothing(t *testing.T) {
 		t.Fatalf("err %v, complete %v\n%s", err, res != nil && res.Complete, out.String())
 	}
 }
+
+// TestStopsWhenManifestChangesDuringApply: rows read from a file edited in
+// place after verification were never approved; apply stops before
+// deleting them.
+func TestStopsWhenManifestChangesDuringApply(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 5, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	o := options(t, db, path)
+	o.OnBatch = func(done int64) {
+		if done == 7 {
+			fh, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			fh.Write([]byte{0})
+			fh.Close()
+		}
+	}
+	before := 0
+	for _, tbl := range dbtest.Tables {
+		before += db.Count(t, tbl)
+	}
+	res, err := Run(context.Background(), o)
+	if err == nil || IsInit(err) || !strings.Contains(err.Error(), "modified after it was opened") {
+		t.Fatalf("err = %v, want a stop naming the modified manifest", err)
+	}
+	if res.Done != 7 {
+		t.Errorf("done = %d, want 7: only the first batch, read before the edit", res.Done)
+	}
+	after := 0
+	for _, tbl := range dbtest.Tables {
+		after += db.Count(t, tbl)
+	}
+	if before-after > 7+7 { // the batch's rows plus, at most, their unverified/devices rows
+		t.Errorf("%d rows deleted, more than the first batch could", before-after)
+	}
+}

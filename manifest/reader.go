@@ -39,6 +39,7 @@ var required = []struct {
 type Reader struct {
 	path string
 	f    *os.File
+	st   os.FileInfo // at Open, to notice the file changing under a reader
 	pf   *parquet.File
 	meta *Meta
 	cols columns
@@ -79,7 +80,7 @@ func Open(path string) (r *Reader, err error) {
 	if err != nil {
 		return nil, invalid("%s is not a readable Parquet file: %v", path, err)
 	}
-	r = &Reader{path: path, f: f, pf: pf}
+	r = &Reader{path: path, f: f, st: st, pf: pf}
 	if err := r.checkSchema(); err != nil {
 		return nil, err
 	}
@@ -307,6 +308,34 @@ func guard(fn func() error) (err error) {
 		}
 	}()
 	return fn()
+}
+
+// SHA256 is the SHA-256 of the whole file this Reader reads: the open file,
+// not whatever the path names now, so the bytes hashed are the bytes read.
+func (r *Reader) SHA256() (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r.f, 0, r.st.Size())); err != nil {
+		return "", fmt.Errorf("read %s: %w", r.path, err)
+	}
+	if err := r.CheckUnchanged(); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// CheckUnchanged fails when the open file's size or modification time
+// differ from when it was opened: rows read after an edit in place are not
+// the rows that were verified and approved.
+func (r *Reader) CheckUnchanged() error {
+	now, err := r.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat manifest %s: %w", r.path, err)
+	}
+	if now.Size() != r.st.Size() || !now.ModTime().Equal(r.st.ModTime()) {
+		return invalid("%s was modified after it was opened (size %d -> %d, modified %s)", r.path,
+			r.st.Size(), now.Size(), now.ModTime().UTC().Format("2006-01-02T15:04:05.000Z"))
+	}
+	return nil
 }
 
 // FileSHA256 is the SHA-256 of the whole file, as plan prints it and

@@ -323,12 +323,18 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Fatal("plan changed the database")
 	}
 
-	// The planner's account cannot delete: apply stops at its first batch
-	// with the server's refusal, and nothing is gone.
+	// The planner's account cannot delete: apply refuses before the first
+	// batch (exit 2), naming the denied command, and nothing is gone.
 	p = runBin(t, nil, applyArgs(withUser(t, db.DSN, planner, pass), out, filepath.Join(dir, "ro.cp"))...)
 	t.Logf("apply as the SELECT-only user: exit %d: %s", p.code, p.lastLine(t))
-	if line := p.lastLine(t); p.code == 0 || !strings.Contains(line, "command denied") {
-		t.Errorf("apply as the SELECT-only user: exit %d, %q; want a refusal naming the denied command", p.code, line)
+	if line := p.lastLine(t); p.code != 2 || !strings.Contains(line, "command denied") || !strings.Contains(line, "lacks privileges") {
+		t.Errorf("apply as the SELECT-only user: exit %d, %q; want exit 2 naming the denied command", p.code, line)
+	}
+	// A dry run with the same account says so up front (it then stops at
+	// the first read of a table plan never needed).
+	p = runBin(t, nil, "apply", "--dsn", withUser(t, db.DSN, planner, pass), "--manifest", out, "--dryRun")
+	if !strings.Contains(p.stdout.String(), "warning     the database user lacks privileges") {
+		t.Errorf("dry run as the SELECT-only user: %s; want a privilege warning", p)
 	}
 	if got := db.Checksums(t); !sameSums(got, before) {
 		t.Fatal("apply without DELETE changed the database")
