@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -238,85 +236,10 @@ func TestApplyDryRunCLI(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to read while a child process writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// child is the real binary running apply.
-type child struct {
-	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
-	done           chan struct{}
-	code           int
-}
-
-func startApply(t *testing.T, db *dbtest.DB, path string, extra ...string) *child {
+// startApply runs the real binary's apply on db's database.
+func startApply(t *testing.T, db *dbtest.DB, path string, extra ...string) *clitest.Proc {
 	t.Helper()
-	args := append([]string{"apply", "--manifest", path}, extra...)
-	cmd := exec.Command(clitest.Binary(t), args...)
-	cmd.Env = append(os.Environ(), "PRUNE_TOKENS_DSN="+db.DSN)
-	c := &child{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = c.stdout, c.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = cmd.Wait()
-		c.code = cmd.ProcessState.ExitCode()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-c.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-c.done
-		}
-	})
-	return c
-}
-
-func (c *child) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-c.done:
-		return c.code
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("apply did not finish\nstdout:\n%s\nstderr:\n%s", c.stdout, c.stderr)
-		return -1
-	}
-}
-
-// waitFor polls until cond holds; it fails the test if the child ends first
-// or a minute passes (a hang is a failure, not a timing assertion).
-func waitFor(t *testing.T, c *child, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		select {
-		case <-c.done:
-			t.Fatalf("apply ended (exit %d) before %s\nstdout:\n%s\nstderr:\n%s", c.code, what, c.stdout, c.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return clitest.Start(t, []string{"PRUNE_TOKENS_DSN=" + db.DSN}, append([]string{"apply", "--manifest", path}, extra...)...)
 }
 
 func TestApplySecondConcurrentApplyRefused(t *testing.T) {
@@ -337,8 +260,8 @@ func TestApplySecondConcurrentApplyRefused(t *testing.T) {
 		t.Fatalf("take the prune lock: %v %d", err, got)
 	}
 	first := startApply(t, db, path, "--wait", "0")
-	waitFor(t, first, "the first apply to wait for the named lock", func() bool {
-		return strings.Contains(first.stderr.String(), "waiting for named lock")
+	first.WaitFor(t, "the first apply to wait for the named lock", func() bool {
+		return strings.Contains(first.Stderr.String(), "waiting for named lock")
 	})
 	code, _, stderr := run(t, applyArgs(db, path)...)
 	if line := oneErrorLine(t, stderr); code != exitInit || !strings.Contains(line, "another apply of this manifest is running") {
@@ -347,8 +270,8 @@ func TestApplySecondConcurrentApplyRefused(t *testing.T) {
 	if _, err := holder.ExecContext(context.Background(), "DO RELEASE_LOCK('fxa-auth-server.prune-lock')"); err != nil {
 		t.Fatal(err)
 	}
-	if code := first.wait(t); code != 0 {
-		t.Fatalf("first apply: exit %d\n%s", code, first.stderr)
+	if code := first.Wait(t).Code; code != 0 {
+		t.Fatalf("first apply: exit %d\n%s", code, first.Stderr)
 	}
 	f.Check(t)
 }
@@ -359,16 +282,16 @@ func TestApplySIGTERMExitsThreeAndResumes(t *testing.T) {
 	path, _ := f.Manifest(t, t.TempDir())
 	total := db.Count(t, "signinCodes") + db.Count(t, "sessionTokens")
 	c := startApply(t, db, path, "--batchSize", "1", "--wait", "20ms")
-	waitFor(t, c, "the first deletes", func() bool {
+	c.WaitFor(t, "the first deletes", func() bool {
 		return db.Count(t, "signinCodes")+db.Count(t, "sessionTokens") < total
 	})
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := c.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := c.wait(t); code != exitOperation {
-		t.Fatalf("SIGTERM: exit %d, want 3\n%s", code, c.stderr)
+	if code := c.Wait(t).Code; code != exitOperation {
+		t.Fatalf("SIGTERM: exit %d, want 3\n%s", code, c.Stderr)
 	}
-	if line := oneErrorLine(t, c.stderr.String()); !strings.Contains(line, "interrupted at row") || !strings.Contains(line, "rerun the same command") {
+	if line := oneErrorLine(t, c.Stderr.String()); !strings.Contains(line, "interrupted at row") || !strings.Contains(line, "rerun the same command") {
 		t.Errorf("SIGTERM message: %q", line)
 	}
 	code, stdout, stderr := run(t, applyArgs(db, path)...)
@@ -406,11 +329,11 @@ func TestApplySurvivesSIGKILL(t *testing.T) {
 			c := startApply(t, db, path, "--checkpoint", cp, "--batchSize", "2", "--wait", "0")
 			delay := time.Duration(10+rnd.IntN(200)) * time.Millisecond
 			select {
-			case <-c.done:
-				t.Logf("round %d: finished before the kill at %s (exit %d)", round, delay, c.code)
+			case <-c.Done:
+				t.Logf("round %d: finished before the kill at %s (exit %d)", round, delay, c.Code)
 			case <-time.After(delay):
-				_ = c.cmd.Process.Kill()
-				<-c.done
+				_ = c.Cmd.Process.Kill()
+				<-c.Done
 				kills++
 				t.Logf("round %d: killed after %s; %d sessionTokens left", round, delay, db.Count(t, "sessionTokens"))
 			}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"prune-tokens/applier/appliertest"
+	"prune-tokens/internal/clitest"
 	"prune-tokens/internal/dbtest"
 	"prune-tokens/internal/faultproxy"
 	"prune-tokens/internal/mariadbtest"
@@ -39,7 +40,7 @@ func reference(t *testing.T, db *dbtest.DB, dir string) (string, map[string]int6
 	t.Helper()
 	f := appliertest.New(t, db, crashSeed, crashSizes)
 	path, _ := appliertest.WriteManifest(t, dir, "plan.parquet", f.Rows, time.Now())
-	if p := runBin(t, nil, applyArgs(db.DSN, path, filepath.Join(dir, "ref.checkpoint"))...); p.code != 0 {
+	if p := clitest.Run(t, nil, applyArgs(db.DSN, path, filepath.Join(dir, "ref.checkpoint"))...); p.Code != 0 {
 		t.Fatalf("reference apply: %s", p)
 	}
 	f.Check(t)
@@ -67,22 +68,22 @@ func TestDatabaseKilledMidApply(t *testing.T) {
 	f := appliertest.New(t, db, crashSeed, crashSizes)
 	r := rnd()
 
-	p := start(t, nil, slowApply(db.DSN, path, filepath.Join(dir, "fxa.checkpoint"))...)
+	p := clitest.Start(t, nil, slowApply(db.DSN, path, filepath.Join(dir, "fxa.checkpoint"))...)
 	for i := range 2 {
 		time.Sleep(between(r, 300*time.Millisecond, 1200*time.Millisecond))
-		if p.exited() {
+		if p.Exited() {
 			t.Fatalf("apply finished before kill %d: the test proved nothing\n%s", i+1, p)
 		}
 		srv.Kill(t)
 		time.Sleep(between(r, 500*time.Millisecond, 3*time.Second))
 		srv.Restart(t)
 	}
-	p.wait(t)
-	if p.code != 0 {
+	p.Wait(t)
+	if p.Code != 0 {
 		t.Fatalf("apply did not recover from the restarts: %s", p)
 	}
-	if n := strings.Count(p.stderr.String(), "transient error"); n == 0 {
-		t.Errorf("no retry was logged:\n%s", p.stderr)
+	if n := strings.Count(p.Stderr.String(), "transient error"); n == 0 {
+		t.Errorf("no retry was logged:\n%s", p.Stderr)
 	} else {
 		t.Logf("%d retries logged", n)
 	}
@@ -104,20 +105,20 @@ func TestDatabaseDownApplyGivesUp(t *testing.T) {
 	f := appliertest.New(t, db, crashSeed, crashSizes)
 	cp := filepath.Join(dir, "fxa.checkpoint")
 
-	p := start(t, nil, slowApply(db.DSN, path, cp)...)
+	p := clitest.Start(t, nil, slowApply(db.DSN, path, cp)...)
 	time.Sleep(between(rnd(), 300*time.Millisecond, 1500*time.Millisecond))
-	if p.exited() {
+	if p.Exited() {
 		t.Fatalf("apply finished before the kill\n%s", p)
 	}
 	srv.Kill(t)
 	killed := time.Now()
-	p.wait(t)
+	p.Wait(t)
 	gaveUp := time.Since(killed)
-	line := p.lastLine(t)
-	if p.code != 3 || !strings.Contains(line, "rerun") || !strings.Contains(line, cp) {
-		t.Fatalf("apply with the server down: exit %d, %q; want exit 3 saying how to resume", p.code, line)
+	line := p.LastLine(t)
+	if p.Code != 3 || !strings.Contains(line, "rerun") || !strings.Contains(line, cp) {
+		t.Fatalf("apply with the server down: exit %d, %q; want exit 3 saying how to resume", p.Code, line)
 	}
-	retries := strings.Count(p.stderr.String(), "transient error")
+	retries := strings.Count(p.Stderr.String(), "transient error")
 	t.Logf("gave up %v after the kill, after %d retries: %s", gaveUp.Round(time.Second), retries, line)
 	if retries < 2 {
 		t.Errorf("only %d retries before giving up", retries)
@@ -128,11 +129,11 @@ func TestDatabaseDownApplyGivesUp(t *testing.T) {
 
 	srv.Restart(t)
 	gone := listedGone(t, f)
-	p = runBin(t, nil, slowApply(db.DSN, path, cp)...)
-	if p.code != 0 {
+	p = clitest.Run(t, nil, slowApply(db.DSN, path, cp)...)
+	if p.Code != 0 {
 		t.Fatalf("rerun after restart: %s", p)
 	}
-	at := p.resumedAt()
+	at := resumedAt(p)
 	if at <= 0 || int64(gone) < at || int64(gone) > at+10 {
 		t.Errorf("resumed at row %d with %d manifest rows already gone; want gone within [recorded, recorded+batch]", at, gone)
 	}
@@ -164,13 +165,13 @@ func TestConnectionsCutAtRandom(t *testing.T) {
 	proxy.SetPolicy(faultproxy.Policy{Prob: 0.02, Spare: 16, Seed: seedv})
 	t.Logf("proxy seed %d", seedv)
 
-	p := start(t, nil, "apply", "--dsn", withAddr(t, db.DSN, proxy.Addr()), "--manifest", path,
+	p := clitest.Start(t, nil, "apply", "--dsn", withAddr(t, db.DSN, proxy.Addr()), "--manifest", path,
 		"--checkpoint", filepath.Join(dir, "cut.checkpoint"), "--batchSize", "20", "--wait", "0")
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
 		r := rnd()
-		for !strings.Contains(p.stdout.String(), "batches") {
+		for !strings.Contains(p.Stdout.String(), "batches") {
 			select {
 			case <-stop:
 				return
@@ -186,10 +187,10 @@ func TestConnectionsCutAtRandom(t *testing.T) {
 			}
 		}
 	}()
-	p.wait(t)
-	retries := strings.Count(p.stderr.String(), "transient error")
+	p.Wait(t)
+	retries := strings.Count(p.Stderr.String(), "transient error")
 	t.Logf("%d connections, %d cut (%d right after a statement reached the server), %d retries", proxy.Accepts(), proxy.Cuts(), proxy.BlindCuts(), retries)
-	if p.code != 0 {
+	if p.Code != 0 {
 		t.Fatalf("apply through the cutting proxy: %s", p)
 	}
 	if proxy.Cuts() < 5 || proxy.BlindCuts() == 0 || retries == 0 {
@@ -217,22 +218,22 @@ func TestPlanKilledLeavesNothing(t *testing.T) {
 		return []string{"plan", "--dsn", db.DSN, "--out", out, "--now", strconv.FormatInt(now, 10),
 			"--maxTokenAge", "30 days", "--maxCodeAge", "30 days", "--maxSessions", "50"}
 	}
-	full := runBin(t, nil, args(filepath.Join(dir, "full.parquet"))...)
-	if full.code != 0 {
+	full := clitest.Run(t, nil, args(filepath.Join(dir, "full.parquet"))...)
+	if full.Code != 0 {
 		t.Fatalf("uninterrupted plan: %s", full)
 	}
-	t.Logf("uninterrupted plan took %v", full.elapsed)
+	t.Logf("uninterrupted plan took %v", full.Elapsed)
 	out := filepath.Join(dir, "killed.parquet")
 	killedMid := 0
 	for _, frac := range []float64{0.1, 0.25, 0.4, 0.6} {
-		p := start(t, nil, args(out)...)
-		time.Sleep(time.Duration(frac * float64(full.elapsed)))
-		if p.exited() {
+		p := clitest.Start(t, nil, args(out)...)
+		time.Sleep(time.Duration(frac * float64(full.Elapsed)))
+		if p.Exited() {
 			t.Logf("plan finished before the kill at %.0f%%", frac*100)
 			os.Remove(out)
 			continue
 		}
-		p.kill()
+		p.Kill()
 		killedMid++
 		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("plan killed at %.0f%% left %s (err %v)", frac*100, out, err)
@@ -255,7 +256,7 @@ func TestPlanKilledLeavesNothing(t *testing.T) {
 		}
 	}
 	t.Logf("%d kills mid-plan; temporary files left beside --out (never under its name): %v", killedMid, leftovers)
-	if p := runBin(t, nil, args(out)...); p.code != 0 {
+	if p := clitest.Run(t, nil, args(out)...); p.Code != 0 {
 		t.Fatalf("plan after the kills: %s", p)
 	}
 }
@@ -279,28 +280,28 @@ func TestCheckpointUnwritableMidRun(t *testing.T) {
 	exec.Command("chattr", "-i", probe).Run()
 	t.Cleanup(func() { exec.Command("chattr", "-i", cp).Run() })
 
-	p := start(t, nil, slowApply(db.DSN, path, cp)...)
+	p := clitest.Start(t, nil, slowApply(db.DSN, path, cp)...)
 	time.Sleep(between(rnd(), 300*time.Millisecond, 1200*time.Millisecond))
-	if p.exited() {
+	if p.Exited() {
 		t.Fatalf("apply finished too early\n%s", p)
 	}
 	if out, err := exec.Command("chattr", "+i", cp).CombinedOutput(); err != nil {
 		t.Fatalf("chattr +i %s: %v %s", cp, err, out)
 	}
-	p.wait(t)
-	line := p.lastLine(t)
-	if p.code != 3 || !strings.Contains(line, "cannot record progress") {
-		t.Fatalf("apply with an unwritable checkpoint: exit %d, %q; want exit 3, cannot record progress", p.code, line)
+	p.Wait(t)
+	line := p.LastLine(t)
+	if p.Code != 3 || !strings.Contains(line, "cannot record progress") {
+		t.Fatalf("apply with an unwritable checkpoint: exit %d, %q; want exit 3, cannot record progress", p.Code, line)
 	}
 	gone := listedGone(t, f)
 	if out, err := exec.Command("chattr", "-i", cp).CombinedOutput(); err != nil {
 		t.Fatalf("chattr -i: %v %s", err, out)
 	}
-	p = runBin(t, nil, slowApply(db.DSN, path, cp)...)
-	if p.code != 0 {
+	p = clitest.Run(t, nil, slowApply(db.DSN, path, cp)...)
+	if p.Code != 0 {
 		t.Fatalf("rerun: %s", p)
 	}
-	at := p.resumedAt()
+	at := resumedAt(p)
 	t.Logf("stopped with %d manifest rows gone; the checkpoint recorded %d", gone, at)
 	if at < 0 || int64(gone) < at || int64(gone) > at+10 {
 		t.Errorf("%d rows gone but %d recorded: more than one batch (10) unrecorded", gone, at)
@@ -372,10 +373,10 @@ func TestDiskFull(t *testing.T) {
 		path := filepath.Join(dir, "plan.parquet")
 		copyFile(t, src, path)
 		fill(t, dir)
-		p := runBin(t, nil, "apply", "--dsn", db.DSN, "--manifest", path, "--wait", "0")
-		line := p.lastLine(t)
-		if p.code != 2 || !strings.Contains(line, "checkpoint") || !strings.Contains(line, "no space") {
-			t.Errorf("exit %d, %q; want exit 2 naming the checkpoint and the full disk", p.code, line)
+		p := clitest.Run(t, nil, "apply", "--dsn", db.DSN, "--manifest", path, "--wait", "0")
+		line := p.LastLine(t)
+		if p.Code != 2 || !strings.Contains(line, "checkpoint") || !strings.Contains(line, "no space") {
+			t.Errorf("exit %d, %q; want exit 2 naming the checkpoint and the full disk", p.Code, line)
 		}
 		if got := db.Checksums(t); !sameSums(got, before) {
 			t.Fatal("tables changed")
@@ -388,10 +389,10 @@ func TestDiskFull(t *testing.T) {
 		if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
 			t.Fatalf("remount read-only: %v", err)
 		}
-		p := runBin(t, nil, "apply", "--dsn", db.DSN, "--manifest", path, "--wait", "0")
-		line := p.lastLine(t)
-		if p.code != 2 || !strings.Contains(line, "checkpoint") || !strings.Contains(line, "read-only") {
-			t.Errorf("exit %d, %q; want exit 2 naming the checkpoint and the read-only filesystem", p.code, line)
+		p := clitest.Run(t, nil, "apply", "--dsn", db.DSN, "--manifest", path, "--wait", "0")
+		line := p.LastLine(t)
+		if p.Code != 2 || !strings.Contains(line, "checkpoint") || !strings.Contains(line, "read-only") {
+			t.Errorf("exit %d, %q; want exit 2 naming the checkpoint and the read-only filesystem", p.Code, line)
 		}
 		if got := db.Checksums(t); !sameSums(got, before) {
 			t.Fatal("tables changed")
@@ -402,28 +403,28 @@ func TestDiskFull(t *testing.T) {
 		path := filepath.Join(dir, "plan.parquet")
 		copyFile(t, src, path)
 		cp := path + ".checkpoint"
-		p := start(t, nil, slowApply(db.DSN, path, cp)...)
+		p := clitest.Start(t, nil, slowApply(db.DSN, path, cp)...)
 		for i := 0; ; i++ {
 			if _, err := os.Stat(cp); err == nil {
 				break
 			}
-			if p.exited() || i > 1000 {
+			if p.Exited() || i > 1000 {
 				t.Fatalf("no checkpoint appeared\n%s", p)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(300 * time.Millisecond)
-		if p.exited() {
+		if p.Exited() {
 			t.Fatalf("apply finished before the disk filled\n%s", p)
 		}
 		fill(t, dir)
-		p.wait(t)
-		if p.code != 0 {
+		p.Wait(t)
+		if p.Code != 0 {
 			t.Fatalf("apply after the disk filled up: %s", p)
 		}
 		f.Check(t)
-		again := runBin(t, nil, slowApply(db.DSN, path, cp)...)
-		if again.code != 0 || !strings.Contains(again.stdout.String(), "already applied completely") {
+		again := clitest.Run(t, nil, slowApply(db.DSN, path, cp)...)
+		if again.Code != 0 || !strings.Contains(again.Stdout.String(), "already applied completely") {
 			t.Errorf("rerun after a run on a full disk: %s", again)
 		}
 	})
@@ -444,15 +445,15 @@ func TestFrozenServerAtStart(t *testing.T) {
 		append([]string{"plan", "--dsn", db.DSN}, planFlags(filepath.Join(dir, "p.parquet"))...),
 		applyArgs(db.DSN, path, filepath.Join(dir, "a.cp")),
 	} {
-		p := runBin(t, nil, args...)
-		line := p.lastLine(t)
-		t.Logf("%s against a frozen server: exit %d after %v: %s", args[0], p.code, p.elapsed.Round(time.Millisecond), line)
-		if p.code != 2 {
-			t.Errorf("%s: exit %d, want 2", args[0], p.code)
+		p := clitest.Run(t, nil, args...)
+		line := p.LastLine(t)
+		t.Logf("%s against a frozen server: exit %d after %v: %s", args[0], p.Code, p.Elapsed.Round(time.Millisecond), line)
+		if p.Code != 2 {
+			t.Errorf("%s: exit %d, want 2", args[0], p.Code)
 		}
 		// The DSN's timeout is 5s; allow for start-up on a loaded machine.
-		if p.elapsed > 30*time.Second {
-			t.Errorf("%s took %v against a frozen server", args[0], p.elapsed)
+		if p.Elapsed > 30*time.Second {
+			t.Errorf("%s took %v against a frozen server", args[0], p.Elapsed)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "p.parquet")); err == nil {
@@ -473,22 +474,22 @@ func TestServerFreezesMidApply(t *testing.T) {
 	cp := filepath.Join(dir, "fxa.checkpoint")
 	dsn := db.DSN + "&readTimeout=3s&writeTimeout=3s"
 
-	p := start(t, nil, slowApply(dsn, path, cp)...)
+	p := clitest.Start(t, nil, slowApply(dsn, path, cp)...)
 	time.Sleep(between(rnd(), 300*time.Millisecond, 1200*time.Millisecond))
-	if p.exited() {
+	if p.Exited() {
 		t.Fatalf("apply finished before the freeze\n%s", p)
 	}
 	srv.Freeze(t)
 	frozen := time.Now()
-	p.wait(t)
-	line := p.lastLine(t)
+	p.Wait(t)
+	line := p.LastLine(t)
 	t.Logf("gave up %v after the freeze: %s", time.Since(frozen).Round(time.Second), line)
-	if p.code != 3 || !strings.Contains(line, "rerun") {
-		t.Fatalf("apply against a frozen server: exit %d, %q; want exit 3 saying how to resume", p.code, line)
+	if p.Code != 3 || !strings.Contains(line, "rerun") {
+		t.Fatalf("apply against a frozen server: exit %d, %q; want exit 3 saying how to resume", p.Code, line)
 	}
 	srv.Thaw(t)
-	p = runBin(t, nil, slowApply(db.DSN, path, cp)...)
-	if p.code != 0 || p.resumedAt() <= 0 {
+	p = clitest.Run(t, nil, slowApply(db.DSN, path, cp)...)
+	if p.Code != 0 || resumedAt(p) <= 0 {
 		t.Fatalf("rerun after the thaw: %s", p)
 	}
 	f.Check(t)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"prune-tokens/applier/appliertest"
+	"prune-tokens/internal/clitest"
 	"prune-tokens/internal/dbtest"
 	"prune-tokens/manifest"
 )
@@ -75,15 +76,15 @@ func TestBadFlagsOneLineExitTwo(t *testing.T) {
 		{[]string{"prune"}, nil, "prune"},
 	}
 	for _, c := range cases {
-		p := runBin(t, c.env, c.args...)
-		line := p.lastLine(t)
-		if p.code != 2 || !strings.Contains(line, c.want) {
-			t.Errorf("%q: exit %d, %q; want exit 2 and a line naming %q", c.args, p.code, line, c.want)
+		p := clitest.Run(t, c.env, c.args...)
+		line := p.LastLine(t)
+		if p.Code != 2 || !strings.Contains(line, c.want) {
+			t.Errorf("%q: exit %d, %q; want exit 2 and a line naming %q", c.args, p.Code, line, c.want)
 		}
-		if n := strings.Count(strings.TrimSpace(p.stderr.String()), "\n"); n > 0 && !strings.Contains(p.stderr.String(), "USAGE") {
-			t.Errorf("%q: %d extra stderr lines: %q", c.args, n, p.stderr)
+		if n := strings.Count(strings.TrimSpace(p.Stderr.String()), "\n"); n > 0 && !strings.Contains(p.Stderr.String(), "USAGE") {
+			t.Errorf("%q: %d extra stderr lines: %q", c.args, n, p.Stderr)
 		}
-		if strings.Contains(p.stdout.String()+p.stderr.String(), "Fl4gS3cret") {
+		if strings.Contains(p.Stdout.String()+p.Stderr.String(), "Fl4gS3cret") {
 			t.Errorf("%q: password in output: %s", c.args, p)
 		}
 	}
@@ -205,10 +206,10 @@ func TestHostileManifestsRefusedByApply(t *testing.T) {
 			path := filepath.Join(dir, "hostile-"+strconv.Itoa(i)+".parquet")
 			c.write(t, path)
 			cp := path + ".cp"
-			p := runBin(t, nil, applyArgs(db.DSN, path, cp)...)
-			line := p.lastLine(t)
-			if p.code != 2 || !strings.Contains(line, c.want) {
-				t.Errorf("exit %d, %q; want exit 2 naming %q\n%s", p.code, line, c.want, p)
+			p := clitest.Run(t, nil, applyArgs(db.DSN, path, cp)...)
+			line := p.LastLine(t)
+			if p.Code != 2 || !strings.Contains(line, c.want) {
+				t.Errorf("exit %d, %q; want exit 2 naming %q\n%s", p.Code, line, c.want, p)
 			}
 			if !strings.Contains(line, "refused") && !strings.Contains(line, "invalid") {
 				t.Errorf("line does not say the manifest was refused: %q", line)
@@ -223,8 +224,8 @@ func TestHostileManifestsRefusedByApply(t *testing.T) {
 	}
 	// The untouched manifest still applies: the refusals above were about
 	// the files, not the database.
-	p := runBin(t, nil, applyArgs(db.DSN, good, good+".cp")...)
-	if p.code != 0 {
+	p := clitest.Run(t, nil, applyArgs(db.DSN, good, good+".cp")...)
+	if p.Code != 0 {
 		t.Fatalf("good manifest: %s", p)
 	}
 	f.Check(t)
@@ -242,10 +243,10 @@ func TestUnwritableCheckpointRefusedBeforeDeleting(t *testing.T) {
 	os.WriteFile(file, []byte("x"), 0o600)
 	before := db.Checksums(t)
 	for _, cp := range []string{filepath.Join(file, "checkpoint"), filepath.Join(dir, "no", "such", "dir", "checkpoint"), dir} {
-		p := runBin(t, nil, applyArgs(db.DSN, path, cp)...)
-		line := p.lastLine(t)
-		if p.code != 2 || !strings.Contains(line, "checkpoint") {
-			t.Errorf("checkpoint %s: exit %d, %q; want exit 2 naming the checkpoint", cp, p.code, line)
+		p := clitest.Run(t, nil, applyArgs(db.DSN, path, cp)...)
+		line := p.LastLine(t)
+		if p.Code != 2 || !strings.Contains(line, "checkpoint") {
+			t.Errorf("checkpoint %s: exit %d, %q; want exit 2 naming the checkpoint", cp, p.Code, line)
 		}
 		if got := db.Checksums(t); !sameSums(got, before) {
 			t.Fatalf("checkpoint %s: tables changed", cp)
@@ -315,8 +316,8 @@ func TestLeastPrivilege(t *testing.T) {
 	before := db.Checksums(t)
 
 	out := filepath.Join(dir, "plan.parquet")
-	p := runBin(t, nil, append([]string{"plan", "--dsn", withUser(t, db.DSN, planner, pass)}, planFlags(out)...)...)
-	if p.code != 0 {
+	p := clitest.Run(t, nil, append([]string{"plan", "--dsn", withUser(t, db.DSN, planner, pass)}, planFlags(out)...)...)
+	if p.Code != 0 {
 		t.Fatalf("plan as a SELECT-only user: %s", p)
 	}
 	if got := db.Checksums(t); !sameSums(got, before) {
@@ -325,15 +326,15 @@ func TestLeastPrivilege(t *testing.T) {
 
 	// The planner's account cannot delete: apply refuses before the first
 	// batch (exit 2), naming the denied command, and nothing is gone.
-	p = runBin(t, nil, applyArgs(withUser(t, db.DSN, planner, pass), out, filepath.Join(dir, "ro.cp"))...)
-	t.Logf("apply as the SELECT-only user: exit %d: %s", p.code, p.lastLine(t))
-	if line := p.lastLine(t); p.code != 2 || !strings.Contains(line, "command denied") || !strings.Contains(line, "lacks privileges") {
-		t.Errorf("apply as the SELECT-only user: exit %d, %q; want exit 2 naming the denied command", p.code, line)
+	p = clitest.Run(t, nil, applyArgs(withUser(t, db.DSN, planner, pass), out, filepath.Join(dir, "ro.cp"))...)
+	t.Logf("apply as the SELECT-only user: exit %d: %s", p.Code, p.LastLine(t))
+	if line := p.LastLine(t); p.Code != 2 || !strings.Contains(line, "command denied") || !strings.Contains(line, "lacks privileges") {
+		t.Errorf("apply as the SELECT-only user: exit %d, %q; want exit 2 naming the denied command", p.Code, line)
 	}
 	// A dry run with the same account says so up front (it then stops at
 	// the first read of a table plan never needed).
-	p = runBin(t, nil, "apply", "--dsn", withUser(t, db.DSN, planner, pass), "--manifest", out, "--dryRun")
-	if !strings.Contains(p.stdout.String(), "warning     the database user lacks privileges") {
+	p = clitest.Run(t, nil, "apply", "--dsn", withUser(t, db.DSN, planner, pass), "--manifest", out, "--dryRun")
+	if !strings.Contains(p.Stdout.String(), "warning     the database user lacks privileges") {
 		t.Errorf("dry run as the SELECT-only user: %s; want a privilege warning", p)
 	}
 	if got := db.Checksums(t); !sameSums(got, before) {
@@ -342,16 +343,16 @@ func TestLeastPrivilege(t *testing.T) {
 
 	// A planner without SELECT on devices fails cleanly and leaves no manifest.
 	weakOut := filepath.Join(dir, "weak.parquet")
-	p = runBin(t, nil, append([]string{"plan", "--dsn", withUser(t, db.DSN, weak, pass)}, planFlags(weakOut)...)...)
-	if line := p.lastLine(t); p.code == 0 || !strings.Contains(line, "denied") {
-		t.Errorf("plan without SELECT on devices: exit %d, %q", p.code, line)
+	p = clitest.Run(t, nil, append([]string{"plan", "--dsn", withUser(t, db.DSN, weak, pass)}, planFlags(weakOut)...)...)
+	if line := p.LastLine(t); p.Code == 0 || !strings.Contains(line, "denied") {
+		t.Errorf("plan without SELECT on devices: exit %d, %q", p.Code, line)
 	}
 	if _, err := os.Stat(weakOut); err == nil {
 		t.Error("a failed plan left a manifest")
 	}
 
-	p = runBin(t, nil, applyArgs(withUser(t, db.DSN, applier, pass), out, filepath.Join(dir, "rw.cp"))...)
-	if p.code != 0 {
+	p = clitest.Run(t, nil, applyArgs(withUser(t, db.DSN, applier, pass), out, filepath.Join(dir, "rw.cp"))...)
+	if p.Code != 0 {
 		t.Fatalf("apply as a SELECT, DELETE user: %s", p)
 	}
 	f.Check(t)
@@ -369,35 +370,35 @@ func TestSecretsNeverLeak(t *testing.T) {
 	dir := t.TempDir()
 	out, summary, cp := filepath.Join(dir, "plan.parquet"), filepath.Join(dir, "plan.md"), filepath.Join(dir, "plan.cp")
 
-	var procs []*proc
-	check := func(p *proc, wantCode int) {
+	var procs []*clitest.Proc
+	check := func(p *clitest.Proc, wantCode int) {
 		t.Helper()
 		procs = append(procs, p)
-		if p.code != wantCode {
-			t.Errorf("%q: exit %d, want %d\n%s", p.cmd.Args[1:], p.code, wantCode, p)
+		if p.Code != wantCode {
+			t.Errorf("%q: exit %d, want %d\n%s", p.Cmd.Args[1:], p.Code, wantCode, p)
 		}
 	}
-	check(runBin(t, nil, append([]string{"plan", "--dsn", dsn, "--summary", summary}, planFlags(out)...)...), 0)
-	check(runBin(t, nil, "inspect", out, "--format", "json"), 0)
-	check(runBin(t, nil, "inspect", out, "--format", "markdown"), 0)
-	check(runBin(t, []string{"PRUNE_TOKENS_DSN=" + dsn}, "apply", "--manifest", out, "--dryRun"), 0)
-	check(runBin(t, nil, applyArgs(dsn, out, cp)...), 0)
-	check(runBin(t, nil, applyArgs(dsn, out, cp)...), 0) // already complete
+	check(clitest.Run(t, nil, append([]string{"plan", "--dsn", dsn, "--summary", summary}, planFlags(out)...)...), 0)
+	check(clitest.Run(t, nil, "inspect", out, "--format", "json"), 0)
+	check(clitest.Run(t, nil, "inspect", out, "--format", "markdown"), 0)
+	check(clitest.Run(t, []string{"PRUNE_TOKENS_DSN=" + dsn}, "apply", "--manifest", out, "--dryRun"), 0)
+	check(clitest.Run(t, nil, applyArgs(dsn, out, cp)...), 0)
+	check(clitest.Run(t, nil, applyArgs(dsn, out, cp)...), 0) // already complete
 	// Failures: wrong password, unknown database, unreachable server, an
 	// existing output, a refused manifest.
 	wrong := withUser(t, db.DSN, name, pass+"x")
-	check(runBin(t, nil, append([]string{"plan", "--dsn", wrong}, planFlags(filepath.Join(dir, "x.parquet"))...)...), 2)
+	check(clitest.Run(t, nil, append([]string{"plan", "--dsn", wrong}, planFlags(filepath.Join(dir, "x.parquet"))...)...), 2)
 	cfgNoDB := strings.Replace(dsn, "/"+db.Name, "/no_such_db_"+name, 1)
-	check(runBin(t, nil, append([]string{"plan", "--dsn", cfgNoDB}, planFlags(filepath.Join(dir, "y.parquet"))...)...), 2)
-	check(runBin(t, nil, append([]string{"plan", "--dsn", withAddr(t, dsn, "127.0.0.1:1")}, planFlags(filepath.Join(dir, "z.parquet"))...)...), 2)
-	check(runBin(t, nil, append([]string{"plan", "--dsn", dsn}, planFlags(out)...)...), 2)
-	check(runBin(t, nil, applyArgs(withAddr(t, dsn, "127.0.0.1:1"), out, cp)...), 2)
-	check(runBin(t, nil, applyArgs(wrong, out, filepath.Join(dir, "w.cp"))...), 2)
-	check(runBin(t, []string{"PRUNE_TOKENS_DSN=" + wrong}, "apply", "--manifest", out, "--approve", strings.Repeat("ab", 32)), 2)
+	check(clitest.Run(t, nil, append([]string{"plan", "--dsn", cfgNoDB}, planFlags(filepath.Join(dir, "y.parquet"))...)...), 2)
+	check(clitest.Run(t, nil, append([]string{"plan", "--dsn", withAddr(t, dsn, "127.0.0.1:1")}, planFlags(filepath.Join(dir, "z.parquet"))...)...), 2)
+	check(clitest.Run(t, nil, append([]string{"plan", "--dsn", dsn}, planFlags(out)...)...), 2)
+	check(clitest.Run(t, nil, applyArgs(withAddr(t, dsn, "127.0.0.1:1"), out, cp)...), 2)
+	check(clitest.Run(t, nil, applyArgs(wrong, out, filepath.Join(dir, "w.cp"))...), 2)
+	check(clitest.Run(t, []string{"PRUNE_TOKENS_DSN=" + wrong}, "apply", "--manifest", out, "--approve", strings.Repeat("ab", 32)), 2)
 
 	for _, p := range procs {
-		if strings.Contains(p.stdout.String()+p.stderr.String(), pass) {
-			t.Errorf("%q: password in output:\n%s", p.cmd.Args[1:], p)
+		if strings.Contains(p.Stdout.String()+p.Stderr.String(), pass) {
+			t.Errorf("%q: password in output:\n%s", p.Cmd.Args[1:], p)
 		}
 	}
 	ents, err := os.ReadDir(dir)
@@ -447,24 +448,24 @@ func TestTLSParametersPassThrough(t *testing.T) {
 		t.Fatalf("test DSN has no parameters: %s", db.DSN)
 	}
 	if ssl != "YES" {
-		p := runBin(t, nil, append([]string{"plan", "--dsn", withTLS("true")}, planFlags(filepath.Join(dir, "a.parquet"))...)...)
-		if line := p.lastLine(t); p.code != 2 || !strings.Contains(strings.ToLower(line), "tls") {
-			t.Errorf("tls=true against a server without TLS: exit %d, %q; want exit 2 naming TLS", p.code, line)
+		p := clitest.Run(t, nil, append([]string{"plan", "--dsn", withTLS("true")}, planFlags(filepath.Join(dir, "a.parquet"))...)...)
+		if line := p.LastLine(t); p.Code != 2 || !strings.Contains(strings.ToLower(line), "tls") {
+			t.Errorf("tls=true against a server without TLS: exit %d, %q; want exit 2 naming TLS", p.Code, line)
 		}
-		p = runBin(t, nil, append([]string{"plan", "--dsn", withTLS("skip-verify")}, planFlags(filepath.Join(dir, "b.parquet"))...)...)
-		if p.code != 2 {
-			t.Errorf("tls=skip-verify against a server without TLS: exit %d, want 2", p.code)
+		p = clitest.Run(t, nil, append([]string{"plan", "--dsn", withTLS("skip-verify")}, planFlags(filepath.Join(dir, "b.parquet"))...)...)
+		if p.Code != 2 {
+			t.Errorf("tls=skip-verify against a server without TLS: exit %d, want 2", p.Code)
 		}
 	} else {
 		t.Logf("the shared server offers TLS (have_ssl=%s): require-TLS failure not checked here", ssl)
 	}
-	p := runBin(t, nil, append([]string{"plan", "--dsn", withTLS("preferred")}, planFlags(filepath.Join(dir, "c.parquet"))...)...)
-	if p.code != 0 {
+	p := clitest.Run(t, nil, append([]string{"plan", "--dsn", withTLS("preferred")}, planFlags(filepath.Join(dir, "c.parquet"))...)...)
+	if p.Code != 0 {
 		t.Errorf("tls=preferred: %s", p)
 	}
-	p = runBin(t, nil, append([]string{"plan", "--dsn", withTLS("sometimes")}, planFlags(filepath.Join(dir, "d.parquet"))...)...)
+	p = clitest.Run(t, nil, append([]string{"plan", "--dsn", withTLS("sometimes")}, planFlags(filepath.Join(dir, "d.parquet"))...)...)
 	// The driver's own message names the value, not the parameter.
-	if line := p.lastLine(t); p.code != 2 || !strings.Contains(line, "bad DSN") || !strings.Contains(line, "sometimes") {
-		t.Errorf("tls=sometimes: exit %d, %q; want exit 2, a bad DSN naming the value", p.code, line)
+	if line := p.LastLine(t); p.Code != 2 || !strings.Contains(line, "bad DSN") || !strings.Contains(line, "sometimes") {
+		t.Errorf("tls=sometimes: exit %d, %q; want exit 2, a bad DSN naming the value", p.Code, line)
 	}
 }

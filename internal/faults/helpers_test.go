@@ -6,21 +6,15 @@ package faults_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/parquet-go/parquet-go"
@@ -38,138 +32,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// runLimit bounds every run of the binary: a hang fails the test instead of
-// stalling CI.
-const runLimit = 4 * time.Minute
-
-// syncBuf is a buffer two goroutines (exec's copier, the test) may share.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// proc is a running prune-tokens.
-type proc struct {
-	cmd            *exec.Cmd
-	stdout, stderr *syncBuf
-	done           chan struct{}
-	code           int
-	elapsed        time.Duration
-}
-
-// start runs the binary with args; env adds to a clean environment (no
-// PRUNE_TOKENS_DSN from the developer's shell).
-func start(t *testing.T, env []string, args ...string) *proc {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
-	cmd := exec.CommandContext(ctx, clitest.Binary(t), args...)
-	cmd.Env = append(cleanEnv(), env...)
-	p := &proc{cmd: cmd, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	begin := time.Now()
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() {
-		defer cancel()
-		err := cmd.Wait()
-		p.elapsed = time.Since(begin)
-		p.code = cmd.ProcessState.ExitCode()
-		if ctx.Err() != nil {
-			p.code = -100 // killed by runLimit
-		} else if err != nil && p.code < 0 {
-			p.code = -1 // killed by a signal
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
-}
-
-func (p *proc) wait(t *testing.T) *proc {
-	t.Helper()
-	<-p.done
-	if p.code == -100 {
-		t.Fatalf("prune-tokens %q still running after %v: it hangs\nstdout:\n%s\nstderr:\n%s", p.cmd.Args[1:], runLimit, p.stdout, p.stderr)
-	}
-	// The driver's own log lines would break the one-line error promise.
-	if strings.Contains(p.stderr.String(), "[mysql]") {
-		t.Errorf("prune-tokens %q: driver log on stderr:\n%s", p.cmd.Args[1:], p.stderr)
-	}
-	return p
-}
-
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func runBin(t *testing.T, env []string, args ...string) *proc {
-	t.Helper()
-	return start(t, env, args...).wait(t)
-}
-
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PRUNE_TOKENS_DSN=") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// lastLine is the error line: every failure ends with one line prefixed
-// "prune-tokens: ".
-func (p *proc) lastLine(t *testing.T) string {
-	t.Helper()
-	s := strings.TrimRight(p.stderr.String(), "\n")
-	lines := strings.Split(s, "\n")
-	last := lines[len(lines)-1]
-	if !strings.HasPrefix(last, "prune-tokens: ") {
-		t.Errorf("last stderr line is not a prune-tokens error: %q", s)
-	}
-	return last
-}
-
-func (p *proc) String() string {
-	return "exit " + strconv.Itoa(p.code) + "\nstdout:\n" + p.stdout.String() + "\nstderr:\n" + p.stderr.String()
-}
-
 var resumeRE = regexp.MustCompile(`resuming at row (\d+) of (\d+)`)
 
 // resumedAt is the row a rerun said it resumes at, or -1.
-func (p *proc) resumedAt() int64 {
-	m := resumeRE.FindStringSubmatch(p.stdout.String())
+func resumedAt(p *clitest.Proc) int64 {
+	m := resumeRE.FindStringSubmatch(p.Stdout.String())
 	if m == nil {
 		return -1
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"prune-tokens/applier/appliertest"
+	"prune-tokens/internal/clitest"
 	"prune-tokens/internal/mariadbtest"
 )
 
@@ -66,33 +67,33 @@ func TestRequireTLS(t *testing.T) {
 	f := appliertest.New(t, db, 61, appliertest.Small)
 	mustExec(t, db.SQL, "SET GLOBAL require_secure_transport = ON")
 	dir := t.TempDir()
-	plan := func(name, tls string, env ...string) *proc {
+	plan := func(name, tls string, env ...string) *clitest.Proc {
 		dsn := db.DSN
 		if tls != "" {
 			dsn += "&tls=" + tls
 		}
-		return runBin(t, env, append([]string{"plan", "--dsn", dsn}, planFlags(filepath.Join(dir, name))...)...)
+		return clitest.Run(t, env, append([]string{"plan", "--dsn", dsn}, planFlags(filepath.Join(dir, name))...)...)
 	}
 
 	p := plan("plain.parquet", "")
 	// MariaDB answers a plaintext login under require_secure_transport with
 	// "Access denied"; the same user gets in over TLS below.
-	if line := p.lastLine(t); p.code != 2 || !strings.Contains(line, "Access denied") && !strings.Contains(line, "insecure transport") {
-		t.Errorf("no tls=: exit %d, %q; want the server's refusal", p.code, line)
+	if line := p.LastLine(t); p.Code != 2 || !strings.Contains(line, "Access denied") && !strings.Contains(line, "insecure transport") {
+		t.Errorf("no tls=: exit %d, %q; want the server's refusal", p.Code, line)
 	}
 	p = plan("unverified.parquet", "true")
-	if line := p.lastLine(t); p.code != 2 || !strings.Contains(line, "certificate") {
-		t.Errorf("tls=true with an unknown CA: exit %d, %q; want exit 2 naming the certificate", p.code, line)
+	if line := p.LastLine(t); p.Code != 2 || !strings.Contains(line, "certificate") {
+		t.Errorf("tls=true with an unknown CA: exit %d, %q; want exit 2 naming the certificate", p.Code, line)
 	}
-	if p = plan("skip.parquet", "skip-verify"); p.code != 0 {
+	if p = plan("skip.parquet", "skip-verify"); p.Code != 0 {
 		t.Errorf("tls=skip-verify: %s", p)
 	}
 	p = plan("verified.parquet", "true", "SSL_CERT_FILE="+ca)
-	if p.code != 0 {
+	if p.Code != 0 {
 		t.Fatalf("tls=true with SSL_CERT_FILE: %s", p)
 	}
-	p = runBin(t, []string{"SSL_CERT_FILE=" + ca}, applyArgs(db.DSN+"&tls=true", filepath.Join(dir, "verified.parquet"), filepath.Join(dir, "v.cp"))...)
-	if p.code != 0 {
+	p = clitest.Run(t, []string{"SSL_CERT_FILE=" + ca}, applyArgs(db.DSN+"&tls=true", filepath.Join(dir, "verified.parquet"), filepath.Join(dir, "v.cp"))...)
+	if p.Code != 0 {
 		t.Fatalf("apply with tls=true: %s", p)
 	}
 	mustExec(t, db.SQL, "SET GLOBAL require_secure_transport = OFF")
