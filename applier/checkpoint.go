@@ -321,3 +321,19 @@ func (c *Checkpoint) Close() error {
 	c.lock.Close()
 	return err
 }
+
+// Progress reads how far the apply that keeps a checkpoint file got: the
+// next manifest row to process and the manifest's total. It takes no lock,
+// so a tool can watch a running apply.
+func Progress(path string) (next, total int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	defer f.Close()
+	_, st, err := readCheckpoint(f)
+	if err != nil {
+		return 0, 0, fmt.Errorf("checkpoint %s %w", path, err)
+	}
+	return st.Next, st.Total, nil
+}

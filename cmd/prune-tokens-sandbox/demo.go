@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/urfave/cli/v2"
 
+	"prune-tokens/applier"
+	"prune-tokens/internal/dbconn"
 	"prune-tokens/internal/seed"
 	"prune-tokens/manifest"
 )
@@ -137,7 +138,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		_, _ = rand.Read(rnd[:])
 		name = "prune_tokens_demo_" + hex.EncodeToString(rnd[:])
 		fmt.Fprintf(d.out, "Using the server of DEMO_DSN (%s); the demo creates database %s and drops it at the end.\n",
-			redact(server), name)
+			dbconn.Redact(server), name)
 		defer func() {
 			if derr := dropDatabase(server, name); derr != nil && err == nil {
 				err = derr
@@ -146,7 +147,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	}
 	d.target = server.Clone()
 	d.target.DBName = name
-	d.redacted = redact(d.target)
+	d.redacted = dbconn.Redact(d.target)
 	if d.db, err = createDatabase(ctx, server, name, d.dsn != ""); err != nil {
 		return err
 	}
@@ -327,8 +328,8 @@ func (d *demo) applyInterrupted(ctx context.Context, args []string) (int64, int,
 			}
 			return 0, code, err
 		case <-tick.C:
-			next, total, ok := checkpointProgress(checkpoint)
-			if !ok || total == 0 || next*3 < total {
+			next, total, perr := applier.Progress(checkpoint)
+			if perr != nil || total == 0 || next*3 < total {
 				continue
 			}
 			w.Note("^C")
@@ -370,41 +371,6 @@ func fileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func redact(cfg *mysql.Config) string {
-	c := cfg.Clone()
-	if c.Passwd != "" {
-		c.Passwd = "xxxxx"
-	}
-	return c.FormatDSN()
-}
-
-// checkpointProgress reads how far apply got from its checkpoint file: two
-// 512-byte slots (magic, sequence, digests, total at 80, next at 88, a
-// SHA-256 of the slot in its last 32 bytes); the valid slot with the higher
-// sequence wins. Only the demo's timing depends on this: a format change
-// makes it fail loudly (apply is never interrupted), not wrongly.
-func checkpointProgress(path string) (next, total int64, ok bool) {
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) != 1024 {
-		return 0, 0, false
-	}
-	var best uint64
-	for _, slot := range [][]byte{b[:512], b[512:]} {
-		if !bytes.HasPrefix(slot, []byte("PTCKPT01")) {
-			continue
-		}
-		if sum := sha256.Sum256(slot[:480]); !bytes.Equal(sum[:], slot[480:]) {
-			continue
-		}
-		if seq := binary.BigEndian.Uint64(slot[8:]); !ok || seq > best {
-			best, ok = seq, true
-			total = int64(binary.BigEndian.Uint64(slot[80:]))
-			next = int64(binary.BigEndian.Uint64(slot[88:]))
-		}
-	}
-	return next, total, ok
 }
 
 // indenter prefixes every line a child prints with two spaces, so the
