@@ -144,7 +144,10 @@ func (r *Reader) Verify() error {
 	if err := it.Err(); err != nil {
 		return err
 	}
-	n, stats, digest := t.result()
+	n, stats, digest, err := t.result()
+	if err != nil {
+		return invalid("%v", err)
+	}
 	m := r.meta
 	if n != m.RowCount {
 		return invalid("read %d rows, metadata says %d", n, m.RowCount)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"slices"
 
 	"github.com/axiomhq/hyperloglog"
 )
@@ -32,9 +33,13 @@ type tally struct {
 
 	// max-sessions rows come grouped by account; each account once.
 	seenGroups map[[UIDLen]byte]struct{}
-	// session tokens listed by max-sessions, by fingerprint, so token-age
-	// cannot list one again.
-	maxSessionIDs map[uint64]struct{}
+	// Fingerprints of the session tokens max-sessions lists: appended while
+	// its section is read, then sorted once it ends, so that a token listed
+	// twice, or again by token-age, is found with 8 bytes a listed session
+	// (a map would cost five times that; max-sessions lists at most
+	// maxSessionsMaxAccounts x maxSessionsMaxDeletions rows).
+	maxSessionIDs []uint64
+	maxSorted     bool
 }
 
 func newTally() *tally {
@@ -52,14 +57,15 @@ func (t *tally) add(r Row) error {
 	case idx < t.cur:
 		return fmt.Errorf("row %d: %s after %s: sections out of order", t.rows, r.Section(), Sections[t.cur])
 	case idx > t.cur:
-		t.finishSection()
+		if err := t.finishSection(); err != nil {
+			return err
+		}
 		t.cur = idx
 		t.sections = append(t.sections, SectionStats{Stage: r.Stage, Table: r.Table, Oldest: r.CreatedAt, Newest: r.CreatedAt})
 		t.accounts = map[[UIDLen]byte]struct{}{}
 		t.sketch = nil
 		if r.Stage == StageMaxSessions {
 			t.seenGroups = map[[UIDLen]byte]struct{}{}
-			t.maxSessionIDs = map[uint64]struct{}{}
 		}
 	default:
 		if err := t.checkOrder(r); err != nil {
@@ -75,15 +81,9 @@ func (t *tally) add(r Row) error {
 			}
 			t.seenGroups[uid] = struct{}{}
 		}
-		// Order checks catch a repeat within one account's group; a token
-		// listed again under another account is caught here.
-		fp := fingerprint(r.ID)
-		if _, dup := t.maxSessionIDs[fp]; dup {
-			return fmt.Errorf("row %d: session token %x is listed twice by %s", t.rows, r.ID, StageMaxSessions)
-		}
-		t.maxSessionIDs[fp] = struct{}{}
-	} else if r.Stage == StageTokenAge && r.Table == TableSessionTokens && t.maxSessionIDs != nil {
-		if _, dup := t.maxSessionIDs[fingerprint(r.ID)]; dup {
+		t.maxSessionIDs = append(t.maxSessionIDs, fingerprint(r.ID))
+	} else if r.Stage == StageTokenAge && r.Table == TableSessionTokens {
+		if _, dup := slices.BinarySearch(t.maxSessionIDs, fingerprint(r.ID)); dup {
 			return fmt.Errorf("row %d: session token %x is listed by both %s and %s", t.rows, r.ID, StageMaxSessions, StageTokenAge)
 		}
 	}
@@ -129,9 +129,18 @@ func (t *tally) checkOrder(r Row) error {
 	return nil
 }
 
-func (t *tally) finishSection() {
+func (t *tally) finishSection() error {
 	if len(t.sections) == 0 {
-		return
+		return nil
+	}
+	if t.sections[len(t.sections)-1].Stage == StageMaxSessions && !t.maxSorted {
+		t.maxSorted = true
+		slices.Sort(t.maxSessionIDs)
+		for i := 1; i < len(t.maxSessionIDs); i++ {
+			if t.maxSessionIDs[i] == t.maxSessionIDs[i-1] {
+				return fmt.Errorf("a session token is listed twice by %s (under two accounts)", StageMaxSessions)
+			}
+		}
 	}
 	st := &t.sections[len(t.sections)-1]
 	if t.sketch != nil {
@@ -141,16 +150,20 @@ func (t *tally) finishSection() {
 		st.Accounts = int64(len(t.accounts))
 	}
 	t.accounts, t.sketch = nil, nil
+	return nil
 }
 
-// result finishes the tally: total rows, per-section stats, digest.
-func (t *tally) result() (int64, []SectionStats, string) {
-	t.finishSection()
+// result finishes the tally: total rows, per-section stats, digest; an
+// error for a rule only the end of a section can check.
+func (t *tally) result() (int64, []SectionStats, string, error) {
+	if err := t.finishSection(); err != nil {
+		return 0, nil, "", err
+	}
 	stats := t.sections
 	if stats == nil {
 		stats = []SectionStats{}
 	}
-	return t.rows, stats, hex.EncodeToString(t.digest.Sum(nil))
+	return t.rows, stats, hex.EncodeToString(t.digest.Sum(nil)), nil
 }
 
 // appendDigestRow is the digest's encoding of one row: unambiguous, because

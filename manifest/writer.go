@@ -120,7 +120,10 @@ func (w *Writer) Commit(meta Meta) (*Meta, error) {
 		return fail(err)
 	}
 	meta.FormatVersion = FormatVersion
-	meta.RowCount, meta.Stats, meta.RowsSHA256 = w.tally.result()
+	var err error
+	if meta.RowCount, meta.Stats, meta.RowsSHA256, err = w.tally.result(); err != nil {
+		return fail(fmt.Errorf("manifest rows rejected: %w", err))
+	}
 	kv, err := meta.keyValues()
 	if err != nil {
 		return fail(err)
