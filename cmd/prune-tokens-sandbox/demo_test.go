@@ -5,10 +5,8 @@ import (
 	"database/sql"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"prune-tokens/internal/clitest"
@@ -18,39 +16,14 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	clitest.Cleanup()
-	if sandboxDir != "" {
-		os.RemoveAll(sandboxDir)
-	}
 	os.Exit(code)
 }
 
-var (
-	sandboxOnce sync.Once
-	sandboxDir  string
-	sandboxBin  string
-	sandboxErr  error
-	sandboxOut  []byte
-)
-
-// sandboxBinary builds this command without -race, beside the prune-tokens
-// binary it drives, as `make demo` does: the demo's server then runs at
-// normal speed even under `go test -race`.
+// sandboxBinary builds this command (without -race, as make demo does, so
+// the demo's server runs at normal speed even under go test -race).
 func sandboxBinary(t *testing.T) string {
 	t.Helper()
-	sandboxOnce.Do(func() {
-		sandboxDir, sandboxErr = os.MkdirTemp("", "prune-tokens-sandbox-bin-")
-		if sandboxErr != nil {
-			return
-		}
-		sandboxBin = filepath.Join(sandboxDir, "prune-tokens-sandbox")
-		cmd := exec.Command("go", "build", "-o", sandboxBin, "./cmd/prune-tokens-sandbox")
-		cmd.Dir = dbtest.RepoRoot()
-		sandboxOut, sandboxErr = cmd.CombinedOutput()
-	})
-	if sandboxErr != nil {
-		t.Fatalf("build prune-tokens-sandbox: %v\n%s", sandboxErr, sandboxOut)
-	}
-	return sandboxBin
+	return clitest.Build(t, "./cmd/prune-tokens-sandbox")
 }
 
 // runDemo runs the demo as `make demo` does, with env added, and returns

@@ -1,5 +1,5 @@
-// Package clitest builds the real prune-tokens binary for tests that must run
-// it as a separate process (signals, SIGKILL, faults).
+// Package clitest builds the project's real binaries for tests that must run
+// them as separate processes (signals, SIGKILL, faults, the demo).
 package clitest
 
 import (
@@ -12,36 +12,62 @@ import (
 	"prune-tokens/internal/dbtest"
 )
 
+type build struct {
+	once sync.Once
+	path string
+	out  []byte
+	err  error
+}
+
 var (
-	once    sync.Once
-	binPath string
-	tmpDir  string
-	errOut  []byte
-	errB    error
+	mu     sync.Mutex
+	builds = map[string]*build{}
+	tmpDir string
+	tmpErr error
 )
 
 // Binary builds cmd/prune-tokens once per test process and returns its path.
-// Call Cleanup from TestMain to remove it.
 func Binary(t testing.TB) string {
 	t.Helper()
-	once.Do(func() {
-		tmpDir, errB = os.MkdirTemp("", "prune-tokens-bin-")
-		if errB != nil {
-			return
-		}
-		binPath = filepath.Join(tmpDir, "prune-tokens")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/prune-tokens")
-		cmd.Dir = dbtest.RepoRoot()
-		errOut, errB = cmd.CombinedOutput()
-	})
-	if errB != nil {
-		t.Fatalf("build prune-tokens: %v\n%s", errB, errOut)
-	}
-	return binPath
+	return Build(t, "./cmd/prune-tokens")
 }
 
-// Cleanup removes the built binary.
+// Build builds the command at pkg (relative to the module root) once per
+// test process, without -race so that the process under test runs at normal
+// speed even under `go test -race`, and returns its path. Call Cleanup from
+// TestMain to remove the binaries.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	mu.Lock()
+	if tmpDir == "" && tmpErr == nil {
+		tmpDir, tmpErr = os.MkdirTemp("", "prune-tokens-bin-")
+	}
+	b := builds[pkg]
+	if b == nil {
+		b = &build{}
+		builds[pkg] = b
+	}
+	dir, derr := tmpDir, tmpErr
+	mu.Unlock()
+	if derr != nil {
+		t.Fatalf("build %s: %v", pkg, derr)
+	}
+	b.once.Do(func() {
+		b.path = filepath.Join(dir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", b.path, pkg)
+		cmd.Dir = dbtest.RepoRoot()
+		b.out, b.err = cmd.CombinedOutput()
+	})
+	if b.err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, b.err, b.out)
+	}
+	return b.path
+}
+
+// Cleanup removes the built binaries.
 func Cleanup() {
+	mu.Lock()
+	defer mu.Unlock()
 	if tmpDir != "" {
 		os.RemoveAll(tmpDir)
 	}
