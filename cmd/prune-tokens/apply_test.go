@@ -18,8 +18,6 @@ import (
 	"prune-tokens/internal/clitest"
 	"prune-tokens/internal/dbtest"
 	"prune-tokens/manifest"
-
-	"github.com/parquet-go/parquet-go"
 )
 
 func applyArgs(db *dbtest.DB, path string, extra ...string) []string {
@@ -78,49 +76,6 @@ func TestApplyRefusesBadFlags(t *testing.T) {
 	}
 }
 
-// tamperRows rewrites a manifest's rows (one createdAt changed) under its
-// original metadata, as a hand edit would.
-func tamperRows(t *testing.T, src, dst string) {
-	t.Helper()
-	f, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, _ := f.Stat()
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	type fileRow struct {
-		Stage     string `parquet:"stage,dict"`
-		TableName string `parquet:"table_name,dict"`
-		ID        []byte `parquet:"id"`
-		UID       []byte `parquet:"uid"`
-		CreatedAt int64  `parquet:"created_at"`
-	}
-	rows, err := parquet.Read[fileRow](f, st.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows[len(rows)-1].CreatedAt--
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	w := parquet.NewGenericWriter[fileRow](out)
-	for _, kv := range pf.Metadata().KeyValueMetadata {
-		w.SetKeyValueMetadata(kv.Key, kv.Value)
-	}
-	if _, err := w.Write(rows); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestApplyRefusesBadManifests(t *testing.T) {
 	db := dbtest.New(t)
 	f := appliertest.New(t, db, 11, appliertest.Small)
@@ -148,7 +103,7 @@ func TestApplyRefusesBadManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	tampered := filepath.Join(dir, "tampered.parquet")
-	tamperRows(t, good, tampered)
+	tamper(t, good, tampered)
 	cases := map[string]string{
 		"truncated":   write("truncated.parquet", data[:len(data)/2]),
 		"corrupted":   write("corrupted.parquet", corrupt),
