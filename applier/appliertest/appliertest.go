@@ -97,7 +97,8 @@ func New(t testing.TB, db *dbtest.DB, seed uint64, sz Sizes) *Fixture {
 	f.Rows = append(f.Rows, maxRows...)
 
 	// token-age: the other token tables, then sessions without devices.
-	for _, table := range []string{manifest.TableAccountResetTokens, manifest.TablePasswordForgotTokens, manifest.TablePasswordChangeTokens} {
+	// Half of each table's rows are old and listed, half young and kept.
+	halfListed := func(stage, table string, insert func(table string, id, uid []byte, created int64, remain bool)) {
 		var rows []manifest.Row
 		for i := range 2 * sz.OtherTokens {
 			id, uid := f.bytes(32), f.bytes(16)
@@ -105,12 +106,15 @@ func New(t testing.TB, db *dbtest.DB, seed uint64, sz Sizes) *Fixture {
 			created := young()
 			if listed {
 				created = old()
-				rows = append(rows, manifest.Row{Stage: manifest.StageTokenAge, Table: table, ID: id, UID: uid, CreatedAt: created})
+				rows = append(rows, manifest.Row{Stage: stage, Table: table, ID: id, UID: uid, CreatedAt: created})
 			}
-			f.token(table, id, uid, created, !listed)
+			insert(table, id, uid, created, !listed)
 		}
 		sortAge(rows)
 		f.Rows = append(f.Rows, rows...)
+	}
+	for _, table := range []string{manifest.TableAccountResetTokens, manifest.TablePasswordForgotTokens, manifest.TablePasswordChangeTokens} {
+		halfListed(manifest.StageTokenAge, table, f.token)
 	}
 	var sessRows []manifest.Row
 	for range sz.TokenAgeSessions {
@@ -144,19 +148,7 @@ func New(t testing.TB, db *dbtest.DB, seed uint64, sz Sizes) *Fixture {
 
 	// code-age.
 	for _, table := range []string{manifest.TableUnblockCodes, manifest.TableSigninCodes} {
-		var rows []manifest.Row
-		for i := range 2 * sz.OtherTokens {
-			id, uid := f.bytes(32), f.bytes(16)
-			listed := i%2 == 0
-			created := young()
-			if listed {
-				created = old()
-				rows = append(rows, manifest.Row{Stage: manifest.StageCodeAge, Table: table, ID: id, UID: uid, CreatedAt: created})
-			}
-			f.code(table, id, uid, created, !listed)
-		}
-		sortAge(rows)
-		f.Rows = append(f.Rows, rows...)
+		halfListed(manifest.StageCodeAge, table, f.code)
 	}
 	// keyFetchTokens are never listed, however old.
 	for range sz.OtherTokens {
