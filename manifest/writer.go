@@ -57,7 +57,7 @@ func Create(path string) (*Writer, error) {
 		return nil, fmt.Errorf("chmod %s: %w", tmp.Name(), err)
 	}
 	pw := parquet.NewGenericWriter[fileRow](tmp,
-		parquet.Compression(&parquet.Zstd),
+		parquet.Compression(&boundedZstd{}),
 		parquet.MaxRowsPerRowGroup(rowGroupRows),
 		parquet.CreatedBy("prune-tokens", "", ""),
 	)
