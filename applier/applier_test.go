@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -472,5 +473,33 @@ func TestStopsWhenManifestChangesDuringApply(t *testing.T) {
 	}
 	if before-after > 7+7 { // the batch's rows plus, at most, their unverified/devices rows
 		t.Errorf("%d rows deleted, more than the first batch could", before-after)
+	}
+}
+
+// TestAppliesVersion1Manifest: a manifest written by the previous release
+// (format version 1: token-age and code-age sections in createdAt order,
+// testdata/manifest-v1, planned from this very fixture) is still applied
+// exactly, so a plan approved before an upgrade is not stranded by it.
+func TestAppliesVersion1Manifest(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 11, appliertest.Small)
+	path := appliertest.CopyFile(t, filepath.Join(dbtest.RepoRoot(), "testdata", "manifest-v1", "fixture-seed-11.parquet"), t.TempDir())
+	mr, err := manifest.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := mr.Meta().FormatVersion; v != 1 {
+		t.Fatalf("testdata manifest is format %d, want 1: the test proves nothing", v)
+	}
+	mr.Close()
+	o := options(t, db, path)
+	o.MaxManifestAge = 0 // planned once, long ago
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Check(t)
+	if planned, tot := res.Totals(); tot.Deleted != planned || planned != int64(len(f.Rows)) {
+		t.Errorf("deleted %d of %d planned, fixture lists %d", tot.Deleted, planned, len(f.Rows))
 	}
 }

@@ -24,8 +24,11 @@ import (
 // they hold: digest, row count, per-section counts and ranges in order of
 // first appearance. A file whose rows break the format's rules but whose
 // metadata agrees with them must still be refused by Verify.
-func rawMeta(rows []Row) map[string]string {
-	h := newTally().digest
+func rawMeta(rows []Row) map[string]string { return rawMetaVersion(rows, FormatVersion) }
+
+// rawMetaVersion is rawMeta claiming another format version.
+func rawMetaVersion(rows []Row, version int) map[string]string {
+	h := newTally(version).digest
 	var stats []SectionStats
 	idx := map[string]int{}
 	accounts := map[string]map[string]bool{}
@@ -56,6 +59,10 @@ func rawMeta(rows []Row) map[string]string {
 	out := map[string]string{}
 	for _, p := range kv {
 		out[p[0]] = p[1]
+	}
+	out[keyFormatVersion] = strconv.Itoa(version)
+	if version == 1 {
+		delete(out, keyRowOrder) // version 1 had no such key
 	}
 	return out
 }
@@ -322,6 +329,18 @@ func TestHostileRows(t *testing.T) {
 		{"uid 32 bytes", edit(func(r []Row) []Row { r[7].UID = bytes.Repeat([]byte{7}, 32); return r }), "uid is 32 bytes"},
 		{"duplicate row", edit(func(r []Row) []Row { return append(r, r[last]) }), "duplicate"},
 		{"duplicate max-sessions row", edit(func(r []Row) []Row { return append(r[:3:3], append([]Row{r[2]}, r[3:]...)...) }), "duplicate"},
+		{"same key again with another createdAt", edit(func(r []Row) []Row {
+			again := r[last]
+			again.CreatedAt--
+			return append(r, again)
+		}), "duplicate"},
+		{"createdAt order, not key order", edit(func(r []Row) []Row {
+			// (createdAt, key) ascending, as version 1 ordered rows, but
+			// keys descending: version 2 wants primary-key order.
+			r[last-1].ID, r[last].ID = r[last].ID, r[last-1].ID
+			r[last].CreatedAt = r[last-1].CreatedAt + 1
+			return r
+		}), "out of order (primary key"},
 		{"session in both stages", edit(func(r []Row) []Row {
 			i := SectionIndexRow(r, StageTokenAge, TableSessionTokens)
 			r[i].ID = bytes.Clone(r[0].ID)
@@ -390,7 +409,7 @@ func TestHostileMetadata(t *testing.T) {
 		kv   map[string]string
 		want string
 	}{
-		{"future format version", set(keyFormatVersion, "2"), "format version 2 is not supported"},
+		{"future format version", set(keyFormatVersion, "3"), "format version 3 is not supported"},
 		{"format version 0", set(keyFormatVersion, "0"), "format version 0 is not supported"},
 		{"format version text", set(keyFormatVersion, "1.0"), "not an integer"},
 		{"format version missing", set(keyFormatVersion, "\x00delete"), "format_version is missing"},
@@ -512,20 +531,27 @@ func TestFlippedBytes(t *testing.T) {
 
 // readAll verifies a manifest and returns its rows.
 func readAll(path string) ([]Row, error) {
+	rows, _, err := readAllVersion(path)
+	return rows, err
+}
+
+// readAllVersion is readAll that also returns the format version the file
+// claims.
+func readAllVersion(path string) ([]Row, int, error) {
 	r, err := Open(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer r.Close()
 	if err := r.Verify(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var out []Row
 	it := r.Rows(0)
 	for row, ok := it.Next(); ok; row, ok = it.Next() {
 		out = append(out, row)
 	}
-	return out, it.Err()
+	return out, r.Meta().FormatVersion, it.Err()
 }
 
 func sameRows(a, b []Row) bool {
@@ -572,5 +598,56 @@ func TestOpenRefusesNonRegularFiles(t *testing.T) {
 			}
 			t.Fatalf("%s: Open blocked", p)
 		}
+	}
+}
+
+// TestVersion1StillReads: manifests of format version 1, which ordered the
+// token-age and code-age sections by (createdAt, key), are still verified
+// by their own rules and read, so a plan approved before an upgrade can be
+// applied after it; each rule of version 1 is still enforced.
+func TestVersion1StillReads(t *testing.T) {
+	// Two signin codes in createdAt order whose keys descend: the order of
+	// version 1, not of version 2.
+	v1 := []Row{
+		{StageCodeAge, TableSigninCodes, id(9, 32), id(1, 16), 100},
+		{StageCodeAge, TableSigninCodes, id(2, 32), id(1, 16), 200},
+		{StageCodeAge, TableSigninCodes, id(5, 32), id(2, 16), 300},
+	}
+	path := writeRaw(t, toFileRows(v1), rawMetaVersion(v1, 1))
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Verify(); err != nil {
+		t.Fatalf("version 1 manifest refused: %v", err)
+	}
+	if r.Meta().FormatVersion != 1 {
+		t.Errorf("format version %d, want 1", r.Meta().FormatVersion)
+	}
+	got, err := readAll(path)
+	if err != nil || !sameRows(got, v1) {
+		t.Fatalf("rows read back: %v, %v", got, err)
+	}
+	// The same rows claiming version 2 break its primary-key order.
+	mustRefuse(t, writeRaw(t, toFileRows(v1), rawMetaVersion(v1, 2)), "out of order (primary key")
+
+	cases := []struct {
+		name string
+		rows []Row
+		want string
+	}{
+		{"key order, not createdAt order", []Row{v1[1], v1[2], v1[0]}, "out of order (createdAt"},
+		{"same key, two createdAt values", append(v1[:3:3], Row{StageCodeAge, TableSigninCodes, id(2, 32), id(3, 16), 400}), "listed twice"},
+		{"same key, apart, unblockCodes", []Row{
+			{StageCodeAge, TableUnblockCodes, id(7, 32), id(1, 16), 1},
+			{StageCodeAge, TableUnblockCodes, id(8, 32), id(1, 16), 2},
+			{StageCodeAge, TableUnblockCodes, id(7, 32), id(1, 16), 3},
+		}, "listed twice"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			mustRefuse(t, writeRaw(t, toFileRows(c.rows), rawMetaVersion(c.rows, 1)), c.want)
+		})
 	}
 }

@@ -52,12 +52,12 @@ func FuzzManifest(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		rows, err := readAll(path)
+		rows, version, err := readAllVersion(path)
 		if err != nil {
 			checkRefusal(t, err)
 			return
 		}
-		if msg := obeysRules(rows); msg != "" {
+		if msg := obeysRules(rows, version); msg != "" {
 			t.Fatalf("accepted a manifest that breaks the rules: %s", msg)
 		}
 	})
@@ -66,28 +66,33 @@ func FuzzManifest(f *testing.F) {
 // FuzzManifestRows writes arbitrary rows with metadata that honestly
 // describes them, so the fuzzer explores the row rules rather than the
 // Parquet decoder: Verify must accept exactly the row lists that obey the
-// rules, and give back the rows unchanged.
+// rules of the format version the file claims (each supported version is
+// tried), and give back the rows unchanged.
 func FuzzManifestRows(f *testing.F) {
 	f.Add([]byte{0, 1, 1, 5, 0, 2, 1, 6, 4, 3, 2, 1, 6, 9, 1, 2})
 	f.Add([]byte{0, 1, 1, 5, 0, 2, 2, 6, 0, 1, 1, 7})
 	f.Add([]byte{0, 1, 1, 5, 4, 1, 1, 5})
 	f.Add([]byte{6, 0xf1, 1, 5, 7, 1, 1, 5, 8, 2, 2, 2})
+	f.Add([]byte{6, 2, 1, 5, 6, 1, 1, 6})
+	f.Add([]byte{6, 2, 1, 5, 6, 2, 1, 6})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rows := decodeRows(data)
-		path := writeRaw(t, toFileRows(rows), rawMeta(rows))
-		got, err := readAll(path)
-		if err != nil {
-			checkRefusal(t, err)
-			if obeysRules(rows) == "" {
-				t.Fatalf("refused rows that obey the rules: %v", err)
+		for version := MinFormatVersion; version <= FormatVersion; version++ {
+			path := writeRaw(t, toFileRows(rows), rawMetaVersion(rows, version))
+			got, err := readAll(path)
+			if err != nil {
+				checkRefusal(t, err)
+				if obeysRules(rows, version) == "" {
+					t.Fatalf("version %d: refused rows that obey the rules: %v", version, err)
+				}
+				continue
 			}
-			return
-		}
-		if msg := obeysRules(rows); msg != "" {
-			t.Fatalf("accepted rows that break the rules: %s", msg)
-		}
-		if !sameRows(got, rows) {
-			t.Fatalf("rows changed on the way through the file")
+			if msg := obeysRules(rows, version); msg != "" {
+				t.Fatalf("version %d: accepted rows that break the rules: %s", version, msg)
+			}
+			if !sameRows(got, rows) {
+				t.Fatalf("version %d: rows changed on the way through the file", version)
+			}
 		}
 	})
 }
@@ -128,12 +133,16 @@ func decodeRows(data []byte) []Row {
 	return rows
 }
 
-// obeysRules is an independent statement of the format's row rules, written
-// without the tally: "" when rows form a valid manifest body.
-func obeysRules(rows []Row) string {
+// obeysRules is an independent statement of the row rules of a format
+// version, written without the tally: "" when rows form a valid manifest
+// body. Every version: each primary key at most once per table in the whole
+// file (a session token in at most one of max-sessions and token-age),
+// sections in order, max-sessions grouped by account with each group
+// ascending by (createdAt, key). Other sections: ascending primary key
+// (version 2) or ascending (createdAt, key) (version 1).
+func obeysRules(rows []Row, version int) string {
 	type key struct{ table, key string }
-	seen := map[key]Row{}
-	maxSessions := map[string]bool{}
+	seen := map[key]bool{}
 	groupsDone := map[string]bool{}
 	lastSec := -1
 	for i, r := range rows {
@@ -145,27 +154,26 @@ func obeysRules(rows []Row) string {
 			return fmt.Sprintf("row %d: section order", i)
 		}
 		k := key{r.Table, string(r.Key())}
-		if prev, dup := seen[k]; dup && (prev.Stage == StageMaxSessions || r.Stage == StageMaxSessions || prev.CreatedAt == r.CreatedAt) {
-			// The same key with another createdAt outside max-sessions is
-			// tolerated: catching it needs memory per row, and apply's
-			// createdAt guard deletes at most one of the two.
+		if seen[k] {
 			return fmt.Sprintf("row %d: duplicate key", i)
 		}
-		seen[k] = r
-		if r.Stage == StageMaxSessions {
-			maxSessions[string(r.ID)] = true
-		} else if r.Table == TableSessionTokens && maxSessions[string(r.ID)] {
-			return fmt.Sprintf("row %d: session in both stages", i)
-		}
+		seen[k] = true
 		if i > 0 && sec == lastSec {
 			p := rows[i-1]
-			if r.Stage == StageMaxSessions && !bytes.Equal(p.UID, r.UID) {
+			switch {
+			case r.Stage == StageMaxSessions && !bytes.Equal(p.UID, r.UID):
 				if groupsDone[string(r.UID)] {
 					return fmt.Sprintf("row %d: account regrouped", i)
 				}
 				groupsDone[string(p.UID)] = true
-			} else if compareAge(p, r) >= 0 {
-				return fmt.Sprintf("row %d: order", i)
+			case r.Stage == StageMaxSessions || version == 1:
+				if compareAge(p, r) >= 0 {
+					return fmt.Sprintf("row %d: order by (createdAt, key)", i)
+				}
+			default:
+				if bytes.Compare(p.Key(), r.Key()) >= 0 {
+					return fmt.Sprintf("row %d: order by key", i)
+				}
 			}
 		}
 		lastSec = sec

@@ -117,13 +117,15 @@ func TestAbortLeavesNothing(t *testing.T) {
 
 func TestWriterRejectsBadOrder(t *testing.T) {
 	cases := map[string][]Row{
-		"duplicate":        {{StageCodeAge, TableSigninCodes, id(1, 32), id(1, 16), 5}, {StageCodeAge, TableSigninCodes, id(1, 32), id(1, 16), 5}},
-		"older after":      {{StageCodeAge, TableSigninCodes, id(1, 32), id(1, 16), 5}, {StageCodeAge, TableSigninCodes, id(2, 32), id(1, 16), 4}},
-		"section order":    {{StageCodeAge, TableSigninCodes, id(1, 32), id(1, 16), 5}, {StageTokenAge, TableSessionTokens, id(2, 32), id(1, 16), 6}},
-		"unknown table":    {{StageCodeAge, "keyFetchTokens", id(1, 32), id(1, 16), 5}},
-		"short id":         {{StageCodeAge, TableSigninCodes, id(1, 31), id(1, 16), 5}},
-		"both stages":      {{StageMaxSessions, TableSessionTokens, id(1, 32), id(1, 16), 5}, {StageTokenAge, TableSessionTokens, id(1, 32), id(1, 16), 5}},
-		"account regroups": {{StageMaxSessions, TableSessionTokens, id(1, 32), id(1, 16), 5}, {StageMaxSessions, TableSessionTokens, id(2, 32), id(2, 16), 5}, {StageMaxSessions, TableSessionTokens, id(3, 32), id(1, 16), 6}},
+		"duplicate":                  {{StageCodeAge, TableSigninCodes, id(1, 32), id(1, 16), 5}, {StageCodeAge, TableSigninCodes, id(1, 32), id(1, 16), 5}},
+		"key descending":             {{StageCodeAge, TableSigninCodes, id(2, 32), id(1, 16), 4}, {StageCodeAge, TableSigninCodes, id(1, 32), id(1, 16), 5}},
+		"key again, other createdAt": {{StageTokenAge, TableSessionTokens, id(1, 32), id(1, 16), 5}, {StageTokenAge, TableSessionTokens, id(1, 32), id(1, 16), 4}},
+		"older in group":             {{StageMaxSessions, TableSessionTokens, id(1, 32), id(1, 16), 5}, {StageMaxSessions, TableSessionTokens, id(2, 32), id(1, 16), 4}},
+		"section order":              {{StageCodeAge, TableSigninCodes, id(1, 32), id(1, 16), 5}, {StageTokenAge, TableSessionTokens, id(2, 32), id(1, 16), 6}},
+		"unknown table":              {{StageCodeAge, "keyFetchTokens", id(1, 32), id(1, 16), 5}},
+		"short id":                   {{StageCodeAge, TableSigninCodes, id(1, 31), id(1, 16), 5}},
+		"both stages":                {{StageMaxSessions, TableSessionTokens, id(1, 32), id(1, 16), 5}, {StageTokenAge, TableSessionTokens, id(1, 32), id(1, 16), 5}},
+		"account regroups":           {{StageMaxSessions, TableSessionTokens, id(1, 32), id(1, 16), 5}, {StageMaxSessions, TableSessionTokens, id(2, 32), id(2, 16), 5}, {StageMaxSessions, TableSessionTokens, id(3, 32), id(1, 16), 6}},
 	}
 	for name, rows := range cases {
 		t.Run(name, func(t *testing.T) {

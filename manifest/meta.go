@@ -7,9 +7,16 @@ import (
 	"time"
 )
 
-// FormatVersion is the manifest format this build writes and reads. A reader
+// FormatVersion is the manifest format this build writes. Version 2 orders
+// the token-age and code-age sections by primary key (version 1 ordered them
+// by createdAt), so that plan reads and apply deletes along each table's
+// clustered index.
+const FormatVersion = 2
+
+// MinFormatVersion is the oldest format this build still reads and applies:
+// a manifest approved before an upgrade must not be stranded by it. A reader
 // refuses any other version: a newer file may carry rules it does not know.
-const FormatVersion = 1
+const MinFormatVersion = 1
 
 // Metadata keys, all under one prefix so they are easy to find with other
 // Parquet readers (DuckDB: parquet_kv_metadata).
@@ -32,10 +39,15 @@ const (
 	keyStats           = keyPrefix + "stats"
 	keyRowsSHA256      = keyPrefix + "rows_sha256"
 	keyDigestAlgorithm = keyPrefix + "rows_digest"
+	keyRowOrder        = keyPrefix + "row_order"
 )
 
-// digestAlgorithm names how RowsSHA256 is computed (see digest.go).
+// digestAlgorithm names how RowsSHA256 is computed (see tally.go).
 const digestAlgorithm = "sha256 over rows in file order: per row, uvarint-length-prefixed stage, table_name, id, uid, then created_at as 8 bytes big-endian"
+
+// rowOrder describes the order rules of FormatVersion for other readers;
+// the verifier enforces them whatever this text says.
+const rowOrder = "sections in the order max-sessions/sessionTokens, token-age/accountResetTokens, token-age/passwordForgotTokens, token-age/passwordChangeTokens, token-age/sessionTokens, code-age/unblockCodes, code-age/signinCodes; max-sessions rows grouped by account, most sessions first, each group ascending by (created_at, id); every other section strictly ascending by primary key (id; uid then id for unblockCodes)"
 
 // Source describes the database a plan was made from. It never holds a
 // password.
@@ -117,6 +129,7 @@ func (m *Meta) keyValues() ([][2]string, error) {
 		{keyRowCount, strconv.FormatInt(m.RowCount, 10)},
 		{keyRowsSHA256, m.RowsSHA256},
 		{keyDigestAlgorithm, digestAlgorithm},
+		{keyRowOrder, rowOrder},
 	}
 	if m.TokenCutoff != 0 {
 		kv = append(kv, [2]string{keyTokenCutoffUTC, UTC(m.TokenCutoff)})
@@ -185,8 +198,8 @@ func parseMeta(lookup func(string) (string, bool)) (*Meta, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fv != FormatVersion {
-		return nil, fmt.Errorf("manifest format version %d is not supported (this build reads version %d)", fv, FormatVersion)
+	if fv < MinFormatVersion || fv > FormatVersion {
+		return nil, fmt.Errorf("manifest format version %d is not supported (this build reads versions %d to %d)", fv, MinFormatVersion, FormatVersion)
 	}
 	m.FormatVersion = int(fv)
 	if m.ToolVersion, err = get(keyToolVersion); err != nil {

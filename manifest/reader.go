@@ -130,7 +130,7 @@ func (r *Reader) Close() error { return r.f.Close() }
 // the whole against the metadata: digest, counts, oldest and newest. Nothing
 // should act on a manifest that has not passed Verify.
 func (r *Reader) Verify() error {
-	t := newTally()
+	t := newTally(r.meta.FormatVersion)
 	it := r.Rows(0)
 	for {
 		row, ok := it.Next()

@@ -89,15 +89,26 @@ func (r Row) Validate() error {
 }
 
 // Key is the table's primary key in column order: uid+unblockCodeHash for
-// unblockCodes, the id otherwise. Rows of a section are ordered by
-// (CreatedAt, Key), which is the order of each table's createdAt index, so the
-// planner never asks the server to sort.
+// unblockCodes, the id otherwise. Rows of a token-age or code-age section are
+// ordered by it (the order of the table's clustered index, so plan reads and
+// apply deletes sequentially); max-sessions groups by (CreatedAt, Key).
 func (r Row) Key() []byte {
 	if r.Table == TableUnblockCodes {
 		k := make([]byte, 0, len(r.UID)+len(r.ID))
 		return append(append(k, r.UID...), r.ID...)
 	}
 	return r.ID
+}
+
+// CompareKey orders two rows of one table by primary key, as the server's
+// clustered index does (binary columns compare bytewise).
+func CompareKey(a, b Row) int {
+	if a.Table == TableUnblockCodes {
+		if c := bytes.Compare(a.UID, b.UID); c != 0 {
+			return c
+		}
+	}
+	return bytes.Compare(a.ID, b.ID)
 }
 
 // compareAge orders two rows by (CreatedAt, Key).

@@ -21,9 +21,10 @@ const exactAccountsLimit = 100_000
 // duplicates impossible. The writer records it; the reader checks a file
 // against it, so the two can never drift apart.
 type tally struct {
-	digest hash.Hash
-	buf    []byte
-	rows   int64
+	version int // the format whose order rules apply
+	digest  hash.Hash
+	buf     []byte
+	rows    int64
 
 	sections []SectionStats
 	cur      int // index into Sections of the current section, -1 before the first row
@@ -40,10 +41,17 @@ type tally struct {
 	// maxSessionsMaxAccounts x maxSessionsMaxDeletions rows).
 	maxSessionIDs []uint64
 	maxSorted     bool
+	// Version 1 only: fingerprints of the current token-age or code-age
+	// section's keys. Its (createdAt, key) order lets one key appear twice
+	// with two createdAt values, which only remembering keys can catch.
+	// Version 2's primary-key order makes a duplicate adjacent, so it
+	// needs no memory per row.
+	v1Keys []uint64
 }
 
-func newTally() *tally {
-	return &tally{digest: sha256.New(), cur: -1}
+// newTally checks rows against the order rules of format version.
+func newTally(version int) *tally {
+	return &tally{version: version, digest: sha256.New(), cur: -1}
 }
 
 // add checks one row against the rules and folds it into the tally. The
@@ -82,9 +90,14 @@ func (t *tally) add(r Row) error {
 			t.seenGroups[uid] = struct{}{}
 		}
 		t.maxSessionIDs = append(t.maxSessionIDs, fingerprint(r.ID))
-	} else if r.Stage == StageTokenAge && r.Table == TableSessionTokens {
-		if _, dup := slices.BinarySearch(t.maxSessionIDs, fingerprint(r.ID)); dup {
-			return fmt.Errorf("row %d: session token %x is listed by both %s and %s", t.rows, r.ID, StageMaxSessions, StageTokenAge)
+	} else {
+		if r.Stage == StageTokenAge && r.Table == TableSessionTokens {
+			if _, dup := slices.BinarySearch(t.maxSessionIDs, fingerprint(r.ID)); dup {
+				return fmt.Errorf("row %d: session token %x is listed by both %s and %s", t.rows, r.ID, StageMaxSessions, StageTokenAge)
+			}
+		}
+		if t.version == 1 {
+			t.v1Keys = append(t.v1Keys, fingerprint(r.Key()))
 		}
 	}
 
@@ -113,18 +126,29 @@ func (t *tally) add(r Row) error {
 	return nil
 }
 
-// checkOrder enforces strictly ascending (createdAt, key) within a section,
-// or within an account's group for max-sessions, which rules out duplicates
-// without remembering every row.
+// checkOrder enforces the order within a section. max-sessions: strictly
+// ascending (createdAt, key) within an account's group. Other sections:
+// strictly ascending primary key (version 2) or (createdAt, key) (version
+// 1). Strict order rules out a row listed twice in a row; in primary-key
+// order that is every duplicate, without remembering any row.
 func (t *tally) checkOrder(r Row) error {
-	if r.Stage == StageMaxSessions && string(t.prev.UID) != string(r.UID) {
-		return nil // a new account's group starts
-	}
-	if compareAge(t.prev, r) >= 0 {
-		if compareAge(t.prev, r) == 0 {
-			return fmt.Errorf("duplicate %s row %x", r.Section(), r.Key())
+	if r.Stage == StageMaxSessions || t.version == 1 {
+		if r.Stage == StageMaxSessions && string(t.prev.UID) != string(r.UID) {
+			return nil // a new account's group starts
 		}
-		return fmt.Errorf("%s rows out of order (createdAt %d after %d)", r.Section(), r.CreatedAt, t.prev.CreatedAt)
+		switch c := compareAge(t.prev, r); {
+		case c == 0:
+			return fmt.Errorf("duplicate %s row %x", r.Section(), r.Key())
+		case c > 0:
+			return fmt.Errorf("%s rows out of order (createdAt %d after %d)", r.Section(), r.CreatedAt, t.prev.CreatedAt)
+		}
+		return nil
+	}
+	switch c := CompareKey(t.prev, r); {
+	case c == 0:
+		return fmt.Errorf("duplicate %s row: primary key %x listed twice", r.Section(), r.Key())
+	case c > 0:
+		return fmt.Errorf("%s rows out of order (primary key %x after %x)", r.Section(), r.Key(), t.prev.Key())
 	}
 	return nil
 }
@@ -143,6 +167,16 @@ func (t *tally) finishSection() error {
 		}
 	}
 	st := &t.sections[len(t.sections)-1]
+	if len(t.v1Keys) > 0 {
+		keys := t.v1Keys
+		t.v1Keys = keys[:0]
+		slices.Sort(keys)
+		for i := 1; i < len(keys); i++ {
+			if keys[i] == keys[i-1] {
+				return fmt.Errorf("duplicate %s row: a primary key is listed twice (with two createdAt values)", Section{st.Stage, st.Table})
+			}
+		}
+	}
 	if t.sketch != nil {
 		st.Accounts = int64(t.sketch.Estimate())
 		st.AccountsApprox = true

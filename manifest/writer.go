@@ -61,7 +61,7 @@ func Create(path string) (*Writer, error) {
 		parquet.MaxRowsPerRowGroup(rowGroupRows),
 		parquet.CreatedBy("prune-tokens", "", ""),
 	)
-	return &Writer{path: path, tmp: tmp, pw: pw, tally: newTally()}, nil
+	return &Writer{path: path, tmp: tmp, pw: pw, tally: newTally(FormatVersion)}, nil
 }
 
 // Write appends one row. Rows must come in manifest order (see Sections and

@@ -132,6 +132,7 @@ func (f *fixture) expect(o Options) ([]manifest.Row, []manifest.Account) {
 		}
 		return bytes.Compare(a.id, b.id)
 	}
+	idKey := func(r row) []byte { return r.id }
 	claimed := map[string]bool{}
 	if o.MaxSessions > 0 {
 		perUID := map[string][]row{}
@@ -164,17 +165,22 @@ func (f *fixture) expect(o Options) ([]manifest.Row, []manifest.Account) {
 			}
 		}
 	}
-	older := func(stage, table string, rows []row, cutoff int64, keep func(row) bool, limit int64, cmp func(a, b row) int) {
+	// older lists a table's rows older than cutoff that keep allows: the
+	// oldest limit of them (by createdAt, then key), in primary-key order.
+	older := func(stage, table string, rows []row, cutoff int64, keep func(row) bool, limit int64, key func(r row) []byte) {
 		var sel []row
 		for _, r := range rows {
 			if r.createdAt < cutoff && (keep == nil || keep(r)) {
 				sel = append(sel, r)
 			}
 		}
-		slices.SortFunc(sel, cmp)
+		slices.SortFunc(sel, func(a, b row) int {
+			return byAge(row{key(a), nil, a.createdAt}, row{key(b), nil, b.createdAt})
+		})
 		if limit > 0 && int64(len(sel)) > limit {
 			sel = sel[:limit]
 		}
+		slices.SortFunc(sel, func(a, b row) int { return bytes.Compare(key(a), key(b)) })
 		for _, r := range sel {
 			out = append(out, manifest.Row{Stage: stage, Table: table, ID: r.id, UID: r.uid, CreatedAt: r.createdAt})
 		}
@@ -182,7 +188,7 @@ func (f *fixture) expect(o Options) ([]manifest.Row, []manifest.Account) {
 	tokenCutoff, codeCutoff := o.Cutoffs()
 	if tokenCutoff != 0 {
 		for _, table := range []string{manifest.TableAccountResetTokens, manifest.TablePasswordForgotTokens, manifest.TablePasswordChangeTokens} {
-			older(manifest.StageTokenAge, table, f.tokens[table], tokenCutoff, nil, 0, byAge)
+			older(manifest.StageTokenAge, table, f.tokens[table], tokenCutoff, nil, 0, idKey)
 		}
 		hasDevice := map[string]bool{}
 		for _, d := range f.devices {
@@ -190,13 +196,13 @@ func (f *fixture) expect(o Options) ([]manifest.Row, []manifest.Account) {
 		}
 		older(manifest.StageTokenAge, manifest.TableSessionTokens, f.sessions, tokenCutoff, func(r row) bool {
 			return !hasDevice[string(r.uid)+string(r.id)] && !claimed[string(r.id)]
-		}, o.MaxTokenAgeWindowSize, byAge)
+		}, o.MaxTokenAgeWindowSize, idKey)
 	}
 	if codeCutoff != 0 {
-		older(manifest.StageCodeAge, manifest.TableUnblockCodes, f.unblock, codeCutoff, nil, 0, func(a, b row) int {
-			return byAge(row{append(slices.Clone(a.uid), a.id...), nil, a.createdAt}, row{append(slices.Clone(b.uid), b.id...), nil, b.createdAt})
+		older(manifest.StageCodeAge, manifest.TableUnblockCodes, f.unblock, codeCutoff, nil, 0, func(r row) []byte {
+			return append(slices.Clone(r.uid), r.id...)
 		})
-		older(manifest.StageCodeAge, manifest.TableSigninCodes, f.signin, codeCutoff, nil, 0, byAge)
+		older(manifest.StageCodeAge, manifest.TableSigninCodes, f.signin, codeCutoff, nil, 0, idKey)
 	}
 	return out, top
 }

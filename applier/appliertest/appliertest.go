@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -110,7 +111,7 @@ func New(t testing.TB, db *dbtest.DB, seed uint64, sz Sizes) *Fixture {
 			}
 			insert(table, id, uid, created, !listed)
 		}
-		sortAge(rows)
+		sortKey(rows)
 		f.Rows = append(f.Rows, rows...)
 	}
 	for _, table := range []string{manifest.TableAccountResetTokens, manifest.TablePasswordForgotTokens, manifest.TablePasswordChangeTokens} {
@@ -143,7 +144,7 @@ func New(t testing.TB, db *dbtest.DB, seed uint64, sz Sizes) *Fixture {
 		}
 		f.unverified(id, uid, true)
 	}
-	sortAge(sessRows)
+	sortKey(sessRows)
 	f.Rows = append(f.Rows, sessRows...)
 
 	// code-age.
@@ -281,7 +282,12 @@ func (f *Fixture) mustInsertKey(table string) []byte {
 	return id
 }
 
-// sortAge puts rows in manifest order within a section: (createdAt, key).
+// sortKey puts the rows of a token-age or code-age section in manifest
+// order: by primary key.
+func sortKey(rows []manifest.Row) { slices.SortFunc(rows, manifest.CompareKey) }
+
+// sortAge puts the rows of one max-sessions account in manifest order:
+// (createdAt, key).
 func sortAge(rows []manifest.Row) {
 	sort.Slice(rows, func(i, j int) bool {
 		if rows[i].CreatedAt != rows[j].CreatedAt {
@@ -486,4 +492,19 @@ func (f *Fixture) String() string {
 		fmt.Fprintf(&b, "%s=%d/%d ", table, f.Remaining(table), len(f.remain[table]))
 	}
 	return b.String()
+}
+
+// CopyFile copies a file (such as a manifest from testdata) into dir, so a
+// test can write a checkpoint beside it, and returns the copy's path.
+func CopyFile(t testing.TB, src, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, filepath.Base(src))
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"prune-tokens/internal/dbtest"
 	"prune-tokens/manifest"
 )
 
@@ -36,6 +37,29 @@ func writeTestManifest(t *testing.T) string {
 	return path
 }
 
+// TestInspectVersion1: a manifest of the previous format (testdata, written
+// by the previous release) is verified by its own order rules and shown,
+// with the format it was written in.
+func TestInspectVersion1(t *testing.T) {
+	path := filepath.Join(dbtest.RepoRoot(), "testdata", "manifest-v1", "fixture-seed-11.parquet")
+	sum, err := manifest.FileSHA256(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := run(t, "inspect", path)
+	if code != exitOK || !strings.Contains(out, "Manifest SHA-256 (approve this): "+sum) || !strings.Contains(out, "(manifest format 1)") {
+		t.Errorf("inspect of a version 1 manifest: exit %d %s\n%s", code, stderr, out)
+	}
+	code, out, _ = run(t, "inspect", path, "--format", "json")
+	var j struct {
+		FormatVersion int   `json:"format_version"`
+		RowCount      int64 `json:"row_count"`
+	}
+	if code != exitOK || json.Unmarshal([]byte(out), &j) != nil || j.FormatVersion != 1 || j.RowCount != 64 {
+		t.Errorf("inspect --format json: exit %d, %+v\n%s", code, j, out)
+	}
+}
+
 func TestInspectFormats(t *testing.T) {
 	path := writeTestManifest(t)
 	sum, err := manifest.FileSHA256(path)
@@ -43,7 +67,8 @@ func TestInspectFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, stderr := run(t, "inspect", path)
-	if code != exitOK || !strings.Contains(out, "Manifest SHA-256 (approve this): "+sum) || !strings.Contains(out, "createdAt < 2020-09-13 12:26:40.000Z") {
+	if code != exitOK || !strings.Contains(out, "Manifest SHA-256 (approve this): "+sum) || !strings.Contains(out, "createdAt < 2020-09-13 12:26:40.000Z") ||
+		!strings.Contains(out, "(manifest format 2)") {
 		t.Errorf("inspect: exit %d %s\n%s", code, stderr, out)
 	}
 	code, out, _ = run(t, "inspect", path, "--format", "json")

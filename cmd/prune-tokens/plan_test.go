@@ -436,7 +436,7 @@ func TestDuckDBReadsManifest(t *testing.T) {
 	}
 	m := r.Meta()
 	for k, want := range map[string]string{
-		"prune-tokens.format_version": "1",
+		"prune-tokens.format_version": "2",
 		"prune-tokens.rows_sha256":    m.RowsSHA256,
 		"prune-tokens.row_count":      fmt.Sprint(m.RowCount),
 		"prune-tokens.now":            "1700000000000",

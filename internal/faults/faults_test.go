@@ -170,7 +170,7 @@ func hostileCases(good string, rows []manifest.Row) []hostileCase {
 		{"row dropped under the original metadata", func(t *testing.T, p string) {
 			writeParquet(t, p, toFileRows(rows[:last]), kv(t))
 		}, "rows"},
-		metaCase("future format version", "format version 2", "prune-tokens.format_version", "2"),
+		metaCase("future format version", "format version 3", "prune-tokens.format_version", "3"),
 		metaCase("row_count contradicts rows", "row_count", "prune-tokens.row_count", strconv.Itoa(len(rows)+1)),
 		metaCase("digest of nothing", "digest", "prune-tokens.rows_sha256", strings.Repeat("0", 64)),
 		{"byte flipped mid-file", func(t *testing.T, p string) {

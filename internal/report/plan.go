@@ -177,7 +177,8 @@ func planText(w io.Writer, s PlanSummary, md bool) error {
 	}
 	lines := [][2]string{
 		{"Manifest SHA-256", code(s.FileSHA256)},
-		{"Planned at", m.PlannedAt.UTC().Format("2006-01-02 15:04:05Z") + " by prune-tokens " + m.ToolVersion},
+		{"Planned at", m.PlannedAt.UTC().Format("2006-01-02 15:04:05Z") + " by prune-tokens " + m.ToolVersion +
+			" (manifest format " + strconv.Itoa(m.FormatVersion) + ")"},
 		{"Source", m.Source.String()},
 		{"Now", manifest.UTC(m.Now) + " (" + strconv.FormatInt(m.Now, 10) + ")"},
 		{"Rows to delete", strconv.FormatInt(m.RowCount, 10)},
