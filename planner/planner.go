@@ -11,15 +11,11 @@ import (
 	"database/sql/driver"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"prune-tokens/manifest"
 )
-
-// DefaultPageSize bounds the rows one keyset-paginated statement returns, so
-// no statement runs unbounded and a cancelled context is noticed between
-// pages.
-const DefaultPageSize = 10000
 
 // Options are the planning rules. Zero ages and a zero MaxSessions turn
 // their stages off, as in the old tool.
@@ -31,12 +27,9 @@ type Options struct {
 	MaxSessionsMaxAccounts  int64
 	MaxSessionsMaxDeletions int64
 	// MaxTokenAgeWindowSize caps the session tokens the token-age stage
-	// lists, oldest first; 0 means no cap. The other token tables are small
-	// (one row per account at most) and are not capped.
+	// lists to the oldest this many; 0 means no cap. The other token tables
+	// are small (one row per account at most) and are not capped.
 	MaxTokenAgeWindowSize int64
-	// PageSize overrides DefaultPageSize (tests use tiny pages to cross
-	// page boundaries on small data).
-	PageSize int
 }
 
 // Result is what planning found besides the rows themselves (which went to
@@ -63,8 +56,6 @@ func (o Options) Validate() error {
 		return fmt.Errorf("maxCodeAge must not be negative")
 	case o.MaxSessions < 0, o.MaxSessionsMaxAccounts < 0, o.MaxSessionsMaxDeletions < 0, o.MaxTokenAgeWindowSize < 0:
 		return fmt.Errorf("session limits must not be negative")
-	case o.PageSize < 0:
-		return fmt.Errorf("page size must not be negative")
 	}
 	return nil
 }
@@ -84,26 +75,37 @@ func (o Options) Cutoffs() (token, code int64) {
 // Plan runs the stages against db and writes every row they list to w, in
 // manifest order. It neither commits nor aborts w: the caller does, with the
 // metadata it owns. On error the rows written so far are incomplete and the
-// caller must Abort.
+// caller must Abort. When ctx ends, the statement running on the server is
+// stopped too (its connection is killed from another one) before Plan
+// returns.
 func Plan(ctx context.Context, db *sql.DB, opts Options, w *manifest.Writer) (*Result, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
-	}
-	if opts.PageSize == 0 {
-		opts.PageSize = DefaultPageSize
 	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("get a connection: %w", err)
 	}
+	var connID int64
+	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&connID); err != nil {
+		closeConn(conn, false)
+		return nil, fmt.Errorf("read connection id: %w", err)
+	}
+	stopWatch := killOnCancel(ctx, db, connID)
 	s, err := begin(ctx, conn)
 	if err != nil {
+		killed := stopWatch()
 		closeConn(conn, false)
-		return nil, err
+		return nil, errOrCancel(ctx, killed, err)
 	}
 	p := &planner{ctx: ctx, q: conn, opts: opts, w: w, res: &Result{SnapshotFallback: s.fallback}}
 	p.res.TokenCutoff, p.res.CodeCutoff = opts.Cutoffs()
 	err = p.run()
+	killed := stopWatch()
+	if killed {
+		closeConn(conn, false)
+		return nil, errOrCancel(ctx, killed, err)
+	}
 	// The transaction only ever read, so ending it cannot lose anything; a
 	// connection whose rollback failed is not returned to the pool.
 	rbErr := s.end(context.WithoutCancel(ctx))
@@ -113,6 +115,47 @@ func Plan(ctx context.Context, db *sql.DB, opts Options, w *manifest.Writer) (*R
 	}
 	p.res.Rows = w.Rows()
 	return p.res, nil
+}
+
+// errOrCancel prefers the context's error once the connection was killed
+// for it: the statement's own error then only says it was interrupted.
+func errOrCancel(ctx context.Context, killed bool, err error) error {
+	if killed && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// killTimeout bounds the KILL sent when plan is cancelled.
+const killTimeout = 5 * time.Second
+
+// killOnCancel watches ctx while a plan runs on connection connID. The driver
+// answers a cancelled context by closing its socket, but the server goes on
+// with the statement (a GROUP BY over the whole table, a long scan) and
+// keeps the snapshot open until it next writes to the client; so on
+// cancellation this kills the connection from another one. The returned
+// stop ends the watch and reports whether it killed; once it returns, no
+// KILL is in flight.
+func killOnCancel(ctx context.Context, db *sql.DB, connID int64) (stop func() (killed bool)) {
+	done := make(chan struct{})
+	result := make(chan bool, 1)
+	go func() {
+		select {
+		case <-done:
+			result <- false
+		case <-ctx.Done():
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
+			defer cancel()
+			// The id is the server's own integer; KILL takes no placeholder
+			// on every engine.
+			_, _ = db.ExecContext(kctx, fmt.Sprintf("KILL CONNECTION %d", connID))
+			result <- true
+		}
+	}()
+	return func() bool {
+		close(done)
+		return <-result
+	}
 }
 
 type snapshot struct {
@@ -181,6 +224,8 @@ type planner struct {
 	// it exactly when its uid is here and it sorts at or before that row:
 	// token-age can skip those without remembering every tokenId.
 	claimed map[[manifest.UIDLen]byte]position
+	// claimedRows is how many sessions max-sessions listed.
+	claimedRows int64
 }
 
 type position struct {
@@ -271,6 +316,7 @@ func (p *planner) maxSessions() error {
 				return err
 			}
 			last = r
+			p.claimedRows++
 		}
 		if err := closeRows(rows, fmt.Sprintf("list sessions of account %x", a.uid)); err != nil {
 			return err
@@ -298,29 +344,25 @@ func (p *planner) isClaimed(r manifest.Row) bool {
 	return string(r.ID) <= string(pos.key)
 }
 
-// ageTable describes how to page through one table in the order of its
-// createdAt index: (createdAt, primary key). Columns are named through the
-// alias t.
+// ageTable describes one table the age stages read in primary-key order.
+// Columns are named through the alias t.
 type ageTable struct {
 	stage, table string
 	// cols selects id, uid, createdAt in that order.
 	cols string
-	// pk are the primary-key columns in index order; after is the keyset
-	// condition that continues after a row, given createdAt >= its value.
-	pk    []string
-	after string
+	// pk are the primary-key columns in index order.
+	pk []string
 	// join and extra add a join and a filter (sessionTokens: no device).
 	join, extra string
-	// limit caps the rows listed (0 = none).
-	limit int64
+	// extraArgs are the values of extra's placeholders.
+	extraArgs []any
 	// skip drops rows another stage already listed.
 	skip func(manifest.Row) bool
 }
 
 func (p *planner) tokenAge() error {
 	simple := func(table string) ageTable {
-		return ageTable{stage: manifest.StageTokenAge, table: table, cols: "t.tokenId, t.uid, t.createdAt",
-			pk: []string{"tokenId"}, after: "(t.createdAt > ? OR t.tokenId > ?)"}
+		return ageTable{stage: manifest.StageTokenAge, table: table, cols: "t.tokenId, t.uid, t.createdAt", pk: []string{"tokenId"}}
 	}
 	tables := []ageTable{
 		simple(manifest.TableAccountResetTokens),
@@ -334,10 +376,21 @@ func (p *planner) tokenAge() error {
 	// sessionTokenId) per session. Naming uid is what lets it use that
 	// index, and is the rule: a device under another uid does not protect
 	// the session. devices.uid is NOT NULL, so NULL means "no device".
-	sessions.join = "LEFT JOIN devices d ON d.uid = t.uid AND d.sessionTokenId = t.tokenId"
+	sessions.join = sessionDeviceJoin
 	sessions.extra = "d.uid IS NULL"
-	sessions.limit = p.opts.MaxTokenAgeWindowSize
 	sessions.skip = p.isClaimed
+	if n := p.opts.MaxTokenAgeWindowSize; n > 0 {
+		bound, ok, err := p.windowBound(n)
+		if err != nil {
+			return err
+		}
+		// Past the oldest n eligible sessions: everything up to and
+		// including the nth in (createdAt, tokenId) order, no more.
+		if ok {
+			sessions.extra += " AND (t.createdAt < ? OR (t.createdAt = ? AND t.tokenId <= ?))"
+			sessions.extraArgs = []any{bound.CreatedAt, bound.CreatedAt, bound.ID}
+		}
+	}
 	tables = append(tables, sessions)
 	for _, t := range tables {
 		if err := p.scanAge(t, p.res.TokenCutoff); err != nil {
@@ -347,13 +400,49 @@ func (p *planner) tokenAge() error {
 	return nil
 }
 
+const sessionDeviceJoin = "LEFT JOIN devices d ON d.uid = t.uid AND d.sessionTokenId = t.tokenId"
+
+// windowBound finds the nth oldest session token the token-age stage
+// lists, by (createdAt, tokenId), so that the primary-key scan can keep
+// --maxTokenAgeWindowSize meaning "the oldest n". It reads along the
+// createdAt index: n rows, plus at most the sessions max-sessions claimed
+// (skipped here as there). ok is false when fewer than n qualify: then
+// there is no bound.
+func (p *planner) windowBound(n int64) (bound manifest.Row, ok bool, err error) {
+	q := "SELECT t.tokenId, t.uid, t.createdAt FROM sessionTokens t " + sessionDeviceJoin +
+		" WHERE t.createdAt < ? AND d.uid IS NULL ORDER BY t.createdAt, t.tokenId LIMIT ?"
+	rows, err := p.q.QueryContext(p.ctx, q, p.res.TokenCutoff, n+p.claimedRows)
+	if err != nil {
+		return bound, false, fmt.Errorf("find the oldest %d session tokens: %w", n, err)
+	}
+	var listed int64
+	for rows.Next() {
+		r := manifest.Row{Stage: manifest.StageTokenAge, Table: manifest.TableSessionTokens}
+		if err := rows.Scan(&r.ID, &r.UID, &r.CreatedAt); err != nil {
+			rows.Close()
+			return bound, false, fmt.Errorf("find the oldest %d session tokens: %w", n, err)
+		}
+		if p.isClaimed(r) {
+			continue
+		}
+		if listed++; listed == n {
+			bound, ok = r, true
+			break
+		}
+	}
+	// At most the claimed rows are left to drain: the LIMIT bounds them.
+	if err := closeRows(rows, fmt.Sprintf("find the oldest %d session tokens", n)); err != nil {
+		return bound, false, err
+	}
+	return bound, ok, nil
+}
+
 func (p *planner) codeAge() error {
 	tables := []ageTable{
 		{stage: manifest.StageCodeAge, table: manifest.TableUnblockCodes, cols: "t.unblockCodeHash, t.uid, t.createdAt",
-			pk:    []string{"uid", "unblockCodeHash"},
-			after: "(t.createdAt > ? OR t.uid > ? OR (t.uid = ? AND t.unblockCodeHash > ?))"},
+			pk: []string{"uid", "unblockCodeHash"}},
 		{stage: manifest.StageCodeAge, table: manifest.TableSigninCodes, cols: "t.hash, t.uid, t.createdAt",
-			pk: []string{"hash"}, after: "(t.createdAt > ? OR t.hash > ?)"},
+			pk: []string{"hash"}},
 	}
 	for _, t := range tables {
 		if err := p.scanAge(t, p.res.CodeCutoff); err != nil {
@@ -363,16 +452,17 @@ func (p *planner) codeAge() error {
 	return nil
 }
 
-// scanAge lists the rows of t with createdAt < cutoff, oldest first, one
-// bounded page at a time. Each page continues strictly after the last row
-// the previous page returned (keyset pagination), written with plain
-// AND/OR rather than row constructors so every engine can use the
-// createdAt index for it and the order never needs a sort. Within the
-// snapshot no row can appear or vanish between pages.
+// scanAge lists the rows of t with createdAt < cutoff in primary-key order,
+// with one statement streamed row by row into the manifest: the server
+// reads the table in one sequential pass of its clustered index (or sorts
+// a covering index range, where it finds that cheaper) and memory does not
+// grow with the rows. Such a statement may run for minutes on a large
+// table; it is cancelled by killing the connection (see Plan), since the
+// driver cannot stop a running statement.
 func (p *planner) scanAge(t ageTable, cutoff int64) error {
-	order := "t.createdAt"
-	for _, c := range t.pk {
-		order += ", t." + c
+	order := make([]string, len(t.pk))
+	for i, c := range t.pk {
+		order[i] = "t." + c
 	}
 	from := t.table + " t"
 	if t.join != "" {
@@ -382,61 +472,29 @@ func (p *planner) scanAge(t ageTable, cutoff int64) error {
 	if t.extra != "" {
 		where += " AND " + t.extra
 	}
-	first := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT ?", t.cols, from, where, order)
-	next := fmt.Sprintf("SELECT %s FROM %s WHERE t.createdAt >= ? AND %s AND %s ORDER BY %s LIMIT ?", t.cols, from, t.after, where, order)
-
-	var listed int64
-	var last manifest.Row
-	for page := 0; ; page++ {
-		if err := p.ctx.Err(); err != nil {
-			return err
-		}
-		var rows *sql.Rows
-		var err error
-		if page == 0 {
-			rows, err = p.q.QueryContext(p.ctx, first, cutoff, p.opts.PageSize)
-		} else {
-			args := []any{last.CreatedAt, last.CreatedAt}
-			if t.table == manifest.TableUnblockCodes {
-				args = append(args, last.UID, last.UID, last.ID)
-			} else {
-				args = append(args, last.ID)
-			}
-			args = append(args, cutoff, p.opts.PageSize)
-			rows, err = p.q.QueryContext(p.ctx, next, args...)
-		}
-		if err != nil {
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s", t.cols, from, where, strings.Join(order, ", "))
+	if err := p.ctx.Err(); err != nil {
+		return err
+	}
+	rows, err := p.q.QueryContext(p.ctx, q, append([]any{cutoff}, t.extraArgs...)...)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", t.table, err)
+	}
+	for rows.Next() {
+		r := manifest.Row{Stage: t.stage, Table: t.table}
+		if err := rows.Scan(&r.ID, &r.UID, &r.CreatedAt); err != nil {
+			rows.Close()
 			return fmt.Errorf("read %s: %w", t.table, err)
 		}
-		n := 0
-		for rows.Next() {
-			r := manifest.Row{Stage: t.stage, Table: t.table}
-			if err := rows.Scan(&r.ID, &r.UID, &r.CreatedAt); err != nil {
-				rows.Close()
-				return fmt.Errorf("read %s: %w", t.table, err)
-			}
-			n++
-			last = r
-			if t.skip != nil && t.skip(r) {
-				continue
-			}
-			if err := p.write(r); err != nil {
-				rows.Close()
-				return err
-			}
-			listed++
-			if t.limit > 0 && listed >= t.limit {
-				rows.Close()
-				return nil
-			}
+		if t.skip != nil && t.skip(r) {
+			continue
 		}
-		if err := closeRows(rows, "read "+t.table); err != nil {
+		if err := p.write(r); err != nil {
+			rows.Close()
 			return err
 		}
-		if n < p.opts.PageSize {
-			return nil
-		}
 	}
+	return closeRows(rows, "read "+t.table)
 }
 
 func (p *planner) write(r manifest.Row) error {
