@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -13,9 +14,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
+	"prune-tokens/internal/clitest"
 	"prune-tokens/internal/dbtest"
 	"prune-tokens/manifest"
 )
@@ -352,6 +355,55 @@ func TestPlanScanErrorLeavesNoManifest(t *testing.T) {
 	oneLineError(t, args, code, stdout, stderr, exitOperation, "code-age", "signinCodes")
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("left files: %v", ents)
+	}
+}
+
+// TestPlanCtrlCStopsTheServerStatement: Ctrl-C while plan's statement runs
+// on the server (here held up by a table lock, as behind a DDL; in
+// production a long scan) ends plan promptly with exit 3, leaves no file
+// under --out, and leaves no statement of plan's running on the server.
+func TestPlanCtrlCStopsTheServerStatement(t *testing.T) {
+	db := dbtest.New(t)
+	seedPlanDB(t, db)
+	locker, err := db.SQL.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	if _, err := locker.ExecContext(context.Background(), "LOCK TABLES sessionTokens WRITE"); err != nil {
+		t.Fatal(err)
+	}
+	defer locker.ExecContext(context.Background(), "UNLOCK TABLES")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "p.parquet")
+	statements := func() int {
+		var n int
+		if err := db.SQL.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? AND COMMAND = 'Query' AND INFO LIKE 'SELECT %sessionTokens%' AND ID <> CONNECTION_ID()", db.Name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	p := clitest.Start(t, nil, planFlags(db.DSN, out)...)
+	p.WaitFor(t, "plan's statement on the server", func() bool { return statements() > 0 })
+	if err := p.Cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("plan still running 20 s after Ctrl-C")
+	}
+	if p.Code != exitOperation {
+		t.Fatalf("Ctrl-C: %s", p)
+	}
+	if line := oneErrorLine(t, p.Stderr.String()); !strings.Contains(line, "canceled") {
+		t.Errorf("Ctrl-C message: %q", line)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left files: %v", ents)
+	}
+	if n := statements(); n != 0 {
+		t.Errorf("%d of plan's statements still running on the server after it exited", n)
 	}
 }
 
