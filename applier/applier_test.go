@@ -45,7 +45,18 @@ func section(res *Result, stage, table string) SectionResult {
 // token-age session keeps it, rows deleted by someone else count as already
 // gone, a row changed since the plan is skipped, and rows that qualify now
 // but were not planned stay.
-func TestApplyDeletesExactlyTheManifest(t *testing.T) {
+func TestApplyDeletesExactlyTheManifest(t *testing.T) { applyExactly(t) }
+
+// TestLockedPathDeletesExactlyTheManifest is the same with each batch's
+// rows read and locked first, as on a server that refuses the guarded
+// DELETE: both paths keep the same rules.
+func TestLockedPathDeletesExactlyTheManifest(t *testing.T) {
+	testForceLocked = true
+	defer func() { testForceLocked = false }()
+	applyExactly(t)
+}
+
+func applyExactly(t *testing.T) {
 	db := dbtest.New(t)
 	f := appliertest.New(t, db, 1, appliertest.Small)
 	path, sum := f.Manifest(t, t.TempDir())
@@ -87,6 +98,9 @@ func TestApplyDeletesExactlyTheManifest(t *testing.T) {
 	res, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatalf("apply: %v\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "guarded DELETE") {
+		t.Errorf("MariaDB refused the guarded DELETE; the test ran the locked path:\n%s", out.String())
 	}
 	f.Check(t)
 	if !res.Complete || res.Done != int64(len(f.Rows)) {

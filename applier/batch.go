@@ -223,3 +223,66 @@ func exec(ctx context.Context, q querier, table, query string, args []any) (int6
 	}
 	return n, nil
 }
+
+// deleteBatchGuarded deletes one batch in one transaction with the guard in
+// the DELETEs themselves (see deleteGuardedSQL): in the common case, every
+// listed row still as planned, it sends what a plain delete loop sends.
+// Only when the row DELETE removed fewer rows than listed does it read, in
+// the same transaction, how many are still there: those a guard kept; the
+// rest were already gone. The dependants' DELETEs run first and are guarded
+// by their session's own condition, so they remove exactly the dependants
+// of the sessions the row DELETE then removes. beforeCommit runs just
+// before COMMIT; its error rolls the batch back.
+func deleteBatchGuarded(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error) (c Counts, err error) {
+	rows = sortByKey(rows)
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return Counts{}, fmt.Errorf("begin transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if sec.Table == manifest.TableSessionTokens {
+		q, args := deleteUnverifiedGuardedSQL(sec, rows)
+		if c.Unverified, err = exec(ctx, tx, "unverifiedTokens", q, args); err != nil {
+			return Counts{}, err
+		}
+		if sec.Stage == manifest.StageMaxSessions {
+			q, args := deleteDevicesGuardedSQL(sec, rows)
+			if c.Devices, err = exec(ctx, tx, "devices", q, args); err != nil {
+				return Counts{}, err
+			}
+		}
+	}
+	q, args, err := deleteGuardedSQL(sec, rows)
+	if err != nil {
+		return Counts{}, err
+	}
+	if c.Deleted, err = exec(ctx, tx, sec.Table, q, args); err != nil {
+		return Counts{}, err
+	}
+	if short := int64(len(rows)) - c.Deleted; short > 0 {
+		q, args, err := countPresentSQL(sec.Table, rows)
+		if err != nil {
+			return Counts{}, err
+		}
+		if err := tx.QueryRowContext(ctx, q, args...).Scan(&c.Skipped); err != nil {
+			return Counts{}, fmt.Errorf("count %s rows kept by a guard: %w", sec.Table, err)
+		}
+		if c.Skipped > short {
+			return Counts{}, fmt.Errorf("%s: %d listed rows still there after deleting %d of %d", sec.Table, c.Skipped, c.Deleted, len(rows))
+		}
+		c.Gone = short - c.Skipped
+	}
+	if beforeCommit != nil {
+		if err := beforeCommit(); err != nil {
+			return Counts{}, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return Counts{}, fmt.Errorf("commit: %w", err)
+	}
+	return c, nil
+}

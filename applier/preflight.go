@@ -60,8 +60,40 @@ type statement struct {
 	args  []any
 }
 
-// statementsFor lists the statements a batch of sec sends (see deleteBatch).
+// statementsFor lists every statement a batch of sec may send: the guarded
+// path's (deleteBatchGuarded) and the read-and-lock path's (deleteBatch).
 func statementsFor(sec manifest.Section, rows []manifest.Row) ([]statement, error) {
+	locked, err := lockedStatements(sec, rows)
+	if err != nil {
+		return nil, err
+	}
+	return append(guardedStatements(sec, rows), locked...), nil
+}
+
+// guardedStatements are the statements of deleteBatchGuarded, in the order
+// it sends them (the count only when rows are short). A table outside the
+// allow-list yields none.
+func guardedStatements(sec manifest.Section, rows []manifest.Row) []statement {
+	var out []statement
+	if sec.Table == manifest.TableSessionTokens {
+		q, args := deleteUnverifiedGuardedSQL(sec, rows)
+		out = append(out, statement{q, args})
+		if sec.Stage == manifest.StageMaxSessions {
+			q, args := deleteDevicesGuardedSQL(sec, rows)
+			out = append(out, statement{q, args})
+		}
+	}
+	if q, args, err := deleteGuardedSQL(sec, rows); err == nil {
+		out = append(out, statement{q, args})
+	}
+	if q, args, err := countPresentSQL(sec.Table, rows); err == nil {
+		out = append(out, statement{q, args})
+	}
+	return out
+}
+
+// lockedStatements are the statements of deleteBatch.
+func lockedStatements(sec manifest.Section, rows []manifest.Row) ([]statement, error) {
 	if sec.Table != manifest.TableSessionTokens {
 		sel, sargs, err := selectRowsSQL(sec.Table, rows, true)
 		if err != nil {

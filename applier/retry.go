@@ -77,6 +77,14 @@ func isTransient(err error) bool {
 	return false
 }
 
+// refusedStatement says the server answered a statement with an error that
+// is neither transient nor a missing privilege: it did not accept the
+// statement as such.
+func refusedStatement(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && !isTransient(err) && !privilegeErrors[me.Number]
+}
+
 // sleepCtx waits d or until ctx ends; it reports whether the full wait passed.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
