@@ -538,3 +538,46 @@ func TestRemoveRecovers(t *testing.T) {
 		}
 	}
 }
+
+// TestLeastPrivilege: the ACL the README documents is enough.
+func TestLeastPrivilege(t *testing.T) {
+	sp := redistest.New(t)
+	ctx := context.Background()
+	user, pw := "pt-test-"+hex.EncodeToString(id(4)), hex.EncodeToString(id(12))
+	acl := []any{"ACL", "SETUSER", user, "on", ">" + pw, "~" + sp.Prefix + "*",
+		"+get", "+evalsha", "+script|load", "+ping", "+pttl", "+set", "+pexpire", "+del"}
+	if err := sp.Client.Do(ctx, acl...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Client.Do(context.Background(), "ACL", "DELUSER", user) })
+	opt, err := redis.ParseURL(sp.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(Options{URL: fmt.Sprintf("redis://%s:%s@%s/%d", user, pw, opt.Addr, opt.DB), KeyPrefix: sp.Prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	uid, keep, drop, alone := id(16), id(32), id(32), id(16)
+	sp.Client.Set(ctx, c.Key(uid), object(hexes([][]byte{keep, drop}), func(string) string { return "[1]" }), time.Hour)
+	sp.Client.Set(ctx, c.Key(alone), object(hexes([][]byte{drop}), func(string) string { return "[1]" }), 0)
+	res, err := c.Remove(ctx, []Item{{UID: uid, TokenIDs: [][]byte{drop}}, {UID: alone, TokenIDs: [][]byte{drop}}})
+	if err != nil || res.Removed != 2 || res.KeysDeleted != 1 {
+		t.Fatalf("Remove as %s: %+v, %v", user, res, err)
+	}
+	// A key outside the prefix is out of reach, and says so.
+	c2, err := Open(Options{URL: fmt.Sprintf("redis://%s:%s@%s/%d", user, pw, opt.Addr, opt.DB), KeyPrefix: "elsewhere-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if res, err := c2.Remove(ctx, []Item{{UID: uid, TokenIDs: [][]byte{drop}}}); err == nil || res.Failed != 1 || res.Retries != 0 {
+		t.Errorf("Remove outside the ACL's keys: %+v, %v", res, err)
+	} else {
+		t.Log(err)
+	}
+}
