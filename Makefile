@@ -34,7 +34,7 @@ $(DUCKDB_STAMP): testdata/duckdb/package.json testdata/duckdb/package-lock.json
 # Fuzzing: the manifest reader and the duration parser must turn any input
 # into a clean error, never a panic. make test runs each target briefly;
 # make fuzz runs them longer (FUZZTIME each), keeping finds in testdata/fuzz.
-FUZZ_TARGETS := ./manifest:FuzzManifest ./manifest:FuzzManifestRows ./internal/duration:FuzzParse
+FUZZ_TARGETS := ./manifest:FuzzManifest ./manifest:FuzzManifestRows ./internal/duration:FuzzParse ./internal/sessioncache:FuzzCut
 FUZZTIME ?= 5m
 .PHONY: fuzz fuzz-smoke test-faults
 fuzz-smoke:
