@@ -1,17 +1,20 @@
 // Command prune-tokens-bench measures plan and apply on the local MariaDB
-// against baselines taken in the same run, so the figures are ratios anyone
-// can reproduce with `make bench`:
+// against baselines doing the same job in the same run, so the figures are
+// ratios anyone can reproduce with `make bench`:
 //
-//   - plan: seeds a realistic data set at two sizes, runs the real
-//     prune-tokens binary and reports manifest rows per second, session
-//     tokens scanned per second and peak RSS (from the child's rusage), next
-//     to a plain streaming SELECT of the expired sessions through the same
-//     driver.
+//   - plan: seeds a realistic data set at two sizes (1M and 3M sessions by
+//     default: tables larger than the default buffer pool), runs the real
+//     prune-tokens binary and reports its time against every statement plan
+//     needs run once, unpaged, through the same driver; rows/s, time per
+//     manifest row and peak RSS (the child's VmHWM).
+//   - apply at scale: the first size's manifest applied to a copy of its
+//     database, against the plain delete loop on another copy.
 //   - apply: 200,000 expired, device-less session tokens (a fifth with an
 //     unverifiedTokens row), each run on its own identical copy, deleted by
 //     `prune-tokens apply --wait 0` at several batch sizes, next to a plain
 //     loop of DELETE unverifiedTokens + DELETE sessionTokens WHERE tokenId
-//     IN (...), one transaction a batch.
+//     IN (...), one transaction a batch; then the same with a tenth of the
+//     rows changed after the plan (apply's slow path).
 package main
 
 import (
@@ -20,7 +23,6 @@ import (
 	"database/sql"
 	"flag"
 	"fmt"
-
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +34,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"prune-tokens/internal/dbtest"
-	"prune-tokens/internal/seed"
 	"prune-tokens/manifest"
 )
 
@@ -42,11 +43,12 @@ func main() {
 	var (
 		serverDSN  = flag.String("dsn", dbtest.ServerDSN(), "server DSN (no database); the bench creates and drops its own databases")
 		bin        = flag.String("bin", "bin/prune-tokens", "prune-tokens binary to measure")
-		planSizes  = flag.String("plan-sessions", "1000000,2000000", "session tokens to seed for each plan run")
+		planSizes  = flag.String("plan-sessions", "1000000,3000000", "session tokens to seed for each plan run")
 		applyRows  = flag.Int("apply-rows", 200_000, "expired session tokens per apply run")
 		batches    = flag.String("batches", "1000,100,1", "apply batch sizes")
 		skipPlan   = flag.Bool("skip-plan", false, "skip the plan benchmark")
 		skipApply  = flag.Bool("skip-apply", false, "skip the apply benchmark")
+		skipScale  = flag.Bool("skip-scale", false, "skip apply at scale (the first plan size applied, against the plain loop)")
 		keepTmpDir = flag.Bool("keep", false, "keep manifests in the work directory")
 	)
 	flag.Parse()
@@ -58,14 +60,25 @@ func main() {
 	defer b.close(*keepTmpDir)
 	b.describeMachine()
 	if !*skipPlan {
+		var results []*planResult
 		for _, s := range strings.Split(*planSizes, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
 			if err != nil {
 				b.fail(fmt.Errorf("--plan-sessions: %w", err))
 			}
-			b.fail(b.plan(n))
+			r, err := b.plan(n)
+			b.fail(err)
+			results = append(results, r)
+			// The first size's database and manifest serve apply at
+			// scale; the others are dropped now to keep disk use down.
+			if len(results) > 1 || *skipScale {
+				b.drop(r.dbName)
+			}
 		}
-		b.flushPlan()
+		b.flushPlan(results)
+		if !*skipScale {
+			b.fail(b.applyAtScale(results[0]))
+		}
 	}
 	if !*skipApply {
 		var sizes []int
@@ -81,14 +94,13 @@ func main() {
 }
 
 type bench struct {
-	ctx      context.Context
-	server   *mysql.Config
-	admin    *sql.DB
-	bin      string
-	dir      string
-	now      time.Time
-	dbs      []string
-	planRows []string
+	ctx    context.Context
+	server *mysql.Config
+	admin  *sql.DB
+	bin    string
+	dir    string
+	now    time.Time
+	dbs    []string
 }
 
 func newBench(serverDSN, bin string) (*bench, error) {
@@ -271,272 +283,4 @@ func readMeta(path string) (*manifest.Meta, error) {
 	}
 	defer r.Close()
 	return r.Meta(), nil
-}
-
-// plan seeds `sessions` session tokens with the realistic mix and plans them.
-func (b *bench) plan(sessions int) error {
-	name, db, err := b.newDB("plan")
-	if err != nil {
-		return err
-	}
-	defer b.drop(name)
-	defer db.Close()
-	if err := b.loadSchema(db); err != nil {
-		return err
-	}
-	cfg := seed.Scaled(42, b.now.UnixMilli(), sessions)
-	// Inserting in key order seeds about three times faster on a small
-	// buffer pool; the data is the same.
-	cfg.KeyOrder = true
-	t0 := time.Now()
-	counts, err := seed.Insert(b.ctx, db, cfg)
-	if err != nil {
-		return fmt.Errorf("seed: %w", err)
-	}
-	seedTime := time.Since(t0)
-	fmt.Fprintf(os.Stderr, "seeded %d rows (%d session tokens) in %s\n", counts.Total(), counts["sessionTokens"], seedTime.Round(time.Millisecond))
-
-	// Baseline: the cheapest read plan could possibly do for the token-age
-	// sessions, streamed through the same driver.
-	cutoff := b.now.Add(-30 * day).UnixMilli()
-	t0 = time.Now()
-	var baseRows int64
-	rows, err := db.Query("SELECT tokenId, uid, createdAt FROM sessionTokens WHERE createdAt < ? ORDER BY createdAt, tokenId", cutoff)
-	if err != nil {
-		return err
-	}
-	var id, uid []byte
-	var created int64
-	for rows.Next() {
-		if err := rows.Scan(&id, &uid, &created); err != nil {
-			return err
-		}
-		baseRows++
-	}
-	rows.Close()
-	baseTime := time.Since(t0)
-
-	out := filepath.Join(b.dir, fmt.Sprintf("plan-%d.parquet", sessions))
-	wall, rss, _, err := b.run(b.dsn(name), "plan", "--out", out, "--now", strconv.FormatInt(b.now.UnixMilli(), 10),
-		"--maxTokenAge", "30-days", "--maxCodeAge", "30-days", "--maxSessions", "5000",
-		"--maxSessionsMaxAccounts", "100", "--maxSessionsMaxDeletions", "100000")
-	if err != nil {
-		return err
-	}
-	meta, err := readMeta(out)
-	if err != nil {
-		return err
-	}
-	st, _ := os.Stat(out)
-	// The size of sessionTokens next to the buffer pool says whether plan's
-	// primary-key lookups (createdAt order is random in key order) hit memory or disk.
-	var tableBytes int64
-	db.Exec("ANALYZE TABLE sessionTokens")
-	b.admin.QueryRow("SELECT data_length + index_length FROM information_schema.TABLES WHERE table_schema = ? AND table_name = 'sessionTokens'", name).Scan(&tableBytes)
-	b.planRows = append(b.planRows, fmt.Sprintf("| %d (%.0f MiB) | %d | %d | %.2fs | %.0f | %.0f | %.1f MiB | %d rows in %.2fs = %.0f rows/s | %.2f | %.1f MiB |",
-		counts["sessionTokens"], float64(tableBytes)/(1<<20), counts.Total(), meta.RowCount, wall.Seconds(),
-		float64(meta.RowCount)/wall.Seconds(), float64(counts["sessionTokens"])/wall.Seconds(),
-		float64(rss)/1024, baseRows, baseTime.Seconds(), float64(baseRows)/baseTime.Seconds(),
-		wall.Seconds()/baseTime.Seconds(), float64(st.Size())/(1<<20)))
-	return nil
-}
-
-func (b *bench) flushPlan() {
-	fmt.Println("## plan")
-	fmt.Println()
-	fmt.Println("Flags: --maxTokenAge 30-days --maxCodeAge 30-days --maxSessions 5000 --maxSessionsMaxAccounts 100 --maxSessionsMaxDeletions 100000.")
-	fmt.Println("Baseline: one streaming `SELECT tokenId, uid, createdAt FROM sessionTokens WHERE createdAt < cutoff ORDER BY createdAt, tokenId` through the same driver.")
-	fmt.Println()
-	fmt.Println("| session tokens (table + indexes) | rows in db | manifest rows | plan wall | manifest rows/s | session tokens/s | plan peak RSS (VmHWM) | baseline read | plan time / baseline | manifest size |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
-	for _, r := range b.planRows {
-		fmt.Println(r)
-	}
-	fmt.Println()
-}
-
-// applyTemplate builds a database of n expired, device-less session tokens.
-func (b *bench) applyTemplate(n int) (string, error) {
-	name, db, err := b.newDB("tmpl")
-	if err != nil {
-		return "", err
-	}
-	defer db.Close()
-	if err := b.loadSchema(db); err != nil {
-		return "", err
-	}
-	old := b.now.Add(-60 * day).UnixMilli()
-	const chunk = 1000
-	var sess, unv []any
-	flush := func() error {
-		if len(sess) > 0 {
-			q := "INSERT INTO sessionTokens (tokenId, tokenData, uid, createdAt, lastAccessTime) VALUES " + strings.TrimSuffix(strings.Repeat("(?,?,?,?,?),", len(sess)/5), ",")
-			if _, err := db.Exec(q, sess...); err != nil {
-				return err
-			}
-		}
-		if len(unv) > 0 {
-			q := "INSERT INTO unverifiedTokens (tokenId, tokenVerificationId, uid, mustVerify) VALUES " + strings.TrimSuffix(strings.Repeat("(?,?,?,1),", len(unv)/3), ",")
-			if _, err := db.Exec(q, unv...); err != nil {
-				return err
-			}
-		}
-		sess, unv = sess[:0], unv[:0]
-		return nil
-	}
-	rnd := func(k int) []byte { p := make([]byte, k); _, _ = rand.Read(p); return p }
-	uids := make([][]byte, 10_000)
-	for i := range uids {
-		uids[i] = rnd(16)
-	}
-	for i := 0; i < n; i++ {
-		tok, uid := rnd(32), uids[i%len(uids)]
-		created := old - int64(i)*1000
-		sess = append(sess, tok, rnd(32), uid, created, created)
-		if i%5 == 0 {
-			unv = append(unv, tok, rnd(16), uid)
-		}
-		if len(sess)/5 >= chunk {
-			if err := flush(); err != nil {
-				return "", err
-			}
-		}
-	}
-	return name, flush()
-}
-
-func (b *bench) copyDB(from, prefix string) (string, error) {
-	name, db, err := b.newDB(prefix)
-	if err != nil {
-		return "", err
-	}
-	defer db.Close()
-	for _, t := range dbtest.Tables {
-		if _, err := b.admin.Exec(fmt.Sprintf("CREATE TABLE `%s`.`%s` LIKE `%s`.`%s`", name, t, from, t)); err != nil {
-			return "", err
-		}
-		if _, err := b.admin.Exec(fmt.Sprintf("INSERT INTO `%s`.`%s` SELECT * FROM `%s`.`%s`", name, t, from, t)); err != nil {
-			return "", err
-		}
-	}
-	return name, nil
-}
-
-func (b *bench) apply(n int, sizes []int) error {
-	tmpl, err := b.applyTemplate(n)
-	if err != nil {
-		return fmt.Errorf("apply template: %w", err)
-	}
-	defer b.drop(tmpl)
-	// One plan of the template; each run deletes it from its own copy.
-	out := filepath.Join(b.dir, "apply.parquet")
-	if _, _, _, err := b.run(b.dsn(tmpl), "plan", "--out", out, "--now", strconv.FormatInt(b.now.UnixMilli(), 10), "--maxTokenAge", "30-days"); err != nil {
-		return err
-	}
-	ids, err := manifestIDs(out)
-	if err != nil {
-		return err
-	}
-	if len(ids) != n {
-		return fmt.Errorf("plan listed %d rows, want %d", len(ids), n)
-	}
-	fmt.Println("## apply")
-	fmt.Println()
-	fmt.Printf("%d expired, device-less session tokens (a fifth with an unverifiedTokens row), one plan, each run on its own identical copy, `--wait 0`.\n", n)
-	fmt.Println("Baseline: a plain loop through the same driver (interpolateParams=true), in manifest order: BEGIN; DELETE FROM unverifiedTokens WHERE tokenId IN (...); DELETE FROM sessionTokens WHERE tokenId IN (...); COMMIT.")
-	fmt.Println()
-	fmt.Println("| batch | apply wall | apply rows/s | plain loop wall | plain loop rows/s | apply / plain loop |")
-	fmt.Println("|---|---|---|---|---|---|")
-	for _, size := range sizes {
-		applyDB, err := b.copyDB(tmpl, "apply")
-		if err != nil {
-			return err
-		}
-		ckpt := filepath.Join(b.dir, fmt.Sprintf("apply-%d.checkpoint", size))
-		wall, _, output, err := b.run(b.dsn(applyDB), "apply", "--manifest", out, "--checkpoint", ckpt,
-			"--batchSize", strconv.Itoa(size), "--wait", "0")
-		if err != nil {
-			return err
-		}
-		left, err := b.count(applyDB, "sessionTokens")
-		if err != nil {
-			return err
-		}
-		if left != 0 {
-			return fmt.Errorf("apply at batch %d left %d session tokens\n%s", size, left, output)
-		}
-		b.drop(applyDB)
-
-		loopDB, err := b.copyDB(tmpl, "loop")
-		if err != nil {
-			return err
-		}
-		loopWall, err := b.plainLoop(loopDB, ids, size)
-		if err != nil {
-			return err
-		}
-		b.drop(loopDB)
-		ar, lr := float64(n)/wall.Seconds(), float64(n)/loopWall.Seconds()
-		fmt.Printf("| %d | %.1fs | %.0f | %.1fs | %.0f | %.2f |\n", size, wall.Seconds(), ar, loopWall.Seconds(), lr, ar/lr)
-	}
-	fmt.Println()
-	fmt.Println("apply's wall time includes verifying the manifest, connecting, the named lock, guard reads and an fsync'd checkpoint per batch.")
-	return nil
-}
-
-func (b *bench) count(dbName, table string) (int, error) {
-	var n int
-	err := b.admin.QueryRow(fmt.Sprintf("SELECT COUNT(*) FROM `%s`.`%s`", dbName, table)).Scan(&n)
-	return n, err
-}
-
-func manifestIDs(path string) ([][]byte, error) {
-	r, err := manifest.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	var ids [][]byte
-	it := r.Rows(0)
-	for row, ok := it.Next(); ok; row, ok = it.Next() {
-		ids = append(ids, row.ID)
-	}
-	return ids, it.Err()
-}
-
-func (b *bench) plainLoop(dbName string, ids [][]byte, size int) (time.Duration, error) {
-	db, err := sql.Open("mysql", b.dsn(dbName))
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	if err := db.Ping(); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	for i := 0; i < len(ids); i += size {
-		chunk := ids[i:min(i+size, len(ids))]
-		args := make([]any, len(chunk))
-		for j, id := range chunk {
-			args[j] = id
-		}
-		in := strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")
-		tx, err := db.Begin()
-		if err != nil {
-			return 0, err
-		}
-		if _, err := tx.Exec("DELETE FROM unverifiedTokens WHERE tokenId IN ("+in+")", args...); err != nil {
-			tx.Rollback()
-			return 0, err
-		}
-		if _, err := tx.Exec("DELETE FROM sessionTokens WHERE tokenId IN ("+in+")", args...); err != nil {
-			tx.Rollback()
-			return 0, err
-		}
-		if err := tx.Commit(); err != nil {
-			return 0, err
-		}
-	}
-	return time.Since(start), nil
 }

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"prune-tokens/internal/dbtest"
+	"prune-tokens/manifest"
+)
+
+// applyTemplate builds a database of n expired, device-less session tokens
+// (a fifth with an unverifiedTokens row).
+func (b *bench) applyTemplate(n int) (string, error) {
+	name, db, err := b.newDB("tmpl")
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	if err := b.loadSchema(db); err != nil {
+		return "", err
+	}
+	old := b.now.Add(-60 * day).UnixMilli()
+	const chunk = 1000
+	var sess, unv []any
+	flush := func() error {
+		if len(sess) > 0 {
+			q := "INSERT INTO sessionTokens (tokenId, tokenData, uid, createdAt, lastAccessTime) VALUES " + strings.TrimSuffix(strings.Repeat("(?,?,?,?,?),", len(sess)/5), ",")
+			if _, err := db.Exec(q, sess...); err != nil {
+				return err
+			}
+		}
+		if len(unv) > 0 {
+			q := "INSERT INTO unverifiedTokens (tokenId, tokenVerificationId, uid, mustVerify) VALUES " + strings.TrimSuffix(strings.Repeat("(?,?,?,1),", len(unv)/3), ",")
+			if _, err := db.Exec(q, unv...); err != nil {
+				return err
+			}
+		}
+		sess, unv = sess[:0], unv[:0]
+		return nil
+	}
+	uids := make([][]byte, 10_000)
+	for i := range uids {
+		uids[i] = rnd(16)
+	}
+	for i := 0; i < n; i++ {
+		tok, uid := rnd(32), uids[i%len(uids)]
+		created := old - int64(i)*1000
+		sess = append(sess, tok, rnd(32), uid, created, created)
+		if i%5 == 0 {
+			unv = append(unv, tok, rnd(16), uid)
+		}
+		if len(sess)/5 >= chunk {
+			if err := flush(); err != nil {
+				return "", err
+			}
+		}
+	}
+	return name, flush()
+}
+
+func rnd(k int) []byte {
+	p := make([]byte, k)
+	_, _ = rand.Read(p)
+	return p
+}
+
+func (b *bench) copyDB(from, prefix string) (string, error) {
+	name, db, err := b.newDB(prefix)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	for _, t := range dbtest.Tables {
+		if _, err := b.admin.Exec(fmt.Sprintf("CREATE TABLE `%s`.`%s` LIKE `%s`.`%s`", name, t, from, t)); err != nil {
+			return "", err
+		}
+		if _, err := b.admin.Exec(fmt.Sprintf("INSERT INTO `%s`.`%s` SELECT * FROM `%s`.`%s`", name, t, from, t)); err != nil {
+			return "", err
+		}
+	}
+	return name, nil
+}
+
+// comparison is apply against the plain loop on identical copies.
+type comparison struct {
+	apply, loop time.Duration
+	rows        int
+	output      string // apply's stdout
+}
+
+func (c comparison) ratio() float64 { return c.loop.Seconds() / c.apply.Seconds() }
+
+// compare applies manifest to one copy of tmpl and runs the plain loop over
+// the same rows on another, each copy made just before its run; mutate, if
+// set, changes each copy the same way first.
+func (b *bench) compare(tmpl, manifestPath string, rows []manifest.Row, size int, mutate func(db string) error, extra ...string) (comparison, error) {
+	var c comparison
+	c.rows = len(rows)
+	applyDB, err := b.copyDB(tmpl, "apply")
+	if err != nil {
+		return c, err
+	}
+	if mutate != nil {
+		if err := mutate(applyDB); err != nil {
+			return c, err
+		}
+	}
+	ckpt := filepath.Join(b.dir, fmt.Sprintf("apply-%s.checkpoint", applyDB))
+	args := append([]string{"apply", "--manifest", manifestPath, "--checkpoint", ckpt,
+		"--batchSize", strconv.Itoa(size), "--wait", "0", "--maxManifestAge", "0"}, extra...)
+	if c.apply, _, c.output, err = b.run(b.dsn(applyDB), args...); err != nil {
+		return c, err
+	}
+	b.drop(applyDB)
+
+	loopDB, err := b.copyDB(tmpl, "loop")
+	if err != nil {
+		return c, err
+	}
+	if mutate != nil {
+		if err := mutate(loopDB); err != nil {
+			return c, err
+		}
+	}
+	if c.loop, err = b.plainLoop(loopDB, rows, size); err != nil {
+		return c, err
+	}
+	b.drop(loopDB)
+	return c, nil
+}
+
+func (b *bench) apply(n int, sizes []int) error {
+	tmpl, err := b.applyTemplate(n)
+	if err != nil {
+		return fmt.Errorf("apply template: %w", err)
+	}
+	defer b.drop(tmpl)
+	// One plan of the template; each run deletes it from its own copy.
+	out := filepath.Join(b.dir, "apply.parquet")
+	if _, _, _, err := b.run(b.dsn(tmpl), "plan", "--out", out, "--now", strconv.FormatInt(b.now.UnixMilli(), 10), "--maxTokenAge", "30-days"); err != nil {
+		return err
+	}
+	rows, err := manifestRows(out)
+	if err != nil {
+		return err
+	}
+	if len(rows) != n {
+		return fmt.Errorf("plan listed %d rows, want %d", len(rows), n)
+	}
+	fmt.Println("## apply")
+	fmt.Println()
+	fmt.Printf("%d expired, device-less session tokens (a fifth with an unverifiedTokens row), one plan, each run on its own identical copy, `--wait 0`.\n", n)
+	fmt.Println("Baseline: a plain loop through the same driver (interpolateParams=true), in manifest order: BEGIN; DELETE FROM unverifiedTokens WHERE tokenId IN (...); DELETE FROM sessionTokens WHERE tokenId IN (...); COMMIT.")
+	fmt.Println("apply's time is the whole command (verifying the manifest, connecting, the privilege preflight, the named lock, the batches, a checkpoint record fsync'd per batch); the loop's is its delete phase.")
+	fmt.Println()
+	fmt.Println("| case | batch | apply | apply rows/s | plain loop | plain loop rows/s | apply / plain loop |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, size := range sizes {
+		c, err := b.compare(tmpl, out, rows, size, nil)
+		if err != nil {
+			return err
+		}
+		b.printComparison("all rows as planned", size, c)
+	}
+	// The slow path: a tenth of the rows changed after the plan.
+	mutate := func(db string) error { return b.spoilTenth(db, rows) }
+	for _, size := range sizes {
+		if size == 1 {
+			continue // 200,000 one-row batches take minutes; the slow path is the same statement more
+		}
+		c, err := b.compare(tmpl, out, rows, size, mutate)
+		if err != nil {
+			return err
+		}
+		b.printComparison("a tenth gone, changed or with a device", size, c)
+		if i := strings.Index(c.output, "│ total"); i >= 0 {
+			fmt.Fprintf(os.Stderr, "slow path at batch %d: %s\n", size, strings.Fields(c.output[i:])[0:12])
+		}
+	}
+	fmt.Println()
+	fmt.Println("In the second case, before each run a tenth of the listed sessions were deleted, given a device, or had their createdAt changed (a third each), on both copies; apply counts them as already gone or skipped by guard (one extra COUNT per batch that falls short), the loop deletes by key regardless.")
+	fmt.Println()
+	return nil
+}
+
+// spoilTenth changes one listed row in ten after the plan, as the service
+// would: deleted, given a device, or its createdAt changed.
+func (b *bench) spoilTenth(db string, rows []manifest.Row) error {
+	conn, err := sql.Open("mysql", b.dsn(db))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	for i := 0; i < len(rows); i += 10 {
+		r := rows[i]
+		var q string
+		var args []any
+		switch (i / 10) % 3 {
+		case 0:
+			q, args = "DELETE FROM sessionTokens WHERE tokenId = ?", []any{r.ID}
+		case 1:
+			q, args = "INSERT INTO devices (uid, id, sessionTokenId, createdAt) VALUES (?, ?, ?, 1)", []any{r.UID, rnd(16), r.ID}
+		default:
+			q, args = "UPDATE sessionTokens SET createdAt = createdAt + 1 WHERE tokenId = ?", []any{r.ID}
+		}
+		if _, err := conn.Exec(q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bench) printComparison(what string, size int, c comparison) {
+	fmt.Printf("| %s | %d | %.1fs | %.0f | %.1fs | %.0f | %.2f |\n", what, size, c.apply.Seconds(), float64(c.rows)/c.apply.Seconds(),
+		c.loop.Seconds(), float64(c.rows)/c.loop.Seconds(), c.ratio())
+}
+
+// applyAtScale applies the plan of the first plan size (its sessionTokens
+// larger than the buffer pool) to a copy of its database, against the plain
+// loop over the same rows on another copy.
+func (b *bench) applyAtScale(p *planResult) error {
+	defer b.drop(p.dbName)
+	rows, err := manifestRows(p.manifest)
+	if err != nil {
+		return err
+	}
+	var bp int64
+	b.admin.QueryRow("SELECT @@innodb_buffer_pool_size").Scan(&bp)
+	c, err := b.compare(p.dbName, p.manifest, rows, 1000, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Println("## apply at scale")
+	fmt.Println()
+	fmt.Printf("The manifest of the %d-session plan above (%d rows in every section), applied to a copy of its database (sessionTokens %.0f MiB, %.1f times the %d MiB buffer pool), `--batchSize 1000 --wait 0`, against the plain loop over the same rows on another copy: per batch of one section, BEGIN; for sessions DELETE FROM unverifiedTokens and (max-sessions) devices; DELETE FROM the table WHERE key IN (...); COMMIT.\n\n",
+		p.sessions, len(rows), p.tableMiB, p.tableMiB/float64(bp>>20), bp>>20)
+	fmt.Println("| rows | apply | apply rows/s | plain loop | plain loop rows/s | apply / plain loop |")
+	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Printf("| %d | %.1fs | %.0f | %.1fs | %.0f | %.2f |\n\n", c.rows, c.apply.Seconds(), float64(c.rows)/c.apply.Seconds(),
+		c.loop.Seconds(), float64(c.rows)/c.loop.Seconds(), c.ratio())
+	return nil
+}
+
+func manifestRows(path string) ([]manifest.Row, error) {
+	r, err := manifest.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []manifest.Row
+	it := r.Rows(0)
+	for row, ok := it.Next(); ok; row, ok = it.Next() {
+		out = append(out, row)
+	}
+	return out, it.Err()
+}
+
+// plainLoop deletes rows by key the way a careful script would, with no
+// guard and no checkpoint: batches of one section in manifest order, one
+// transaction each, a session's unverifiedTokens (and, in max-sessions,
+// devices) rows first.
+func (b *bench) plainLoop(dbName string, rows []manifest.Row, size int) (time.Duration, error) {
+	db, err := sql.Open("mysql", b.dsn(dbName))
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if err := db.Ping(); err != nil {
+		return 0, err
+	}
+	keyCol := map[string]string{
+		manifest.TableSessionTokens: "tokenId", manifest.TableAccountResetTokens: "tokenId",
+		manifest.TablePasswordForgotTokens: "tokenId", manifest.TablePasswordChangeTokens: "tokenId",
+		manifest.TableSigninCodes: "hash",
+	}
+	start := time.Now()
+	for i := 0; i < len(rows); {
+		j := i
+		for j < len(rows) && j-i < size && rows[j].Section() == rows[i].Section() {
+			j++
+		}
+		chunk := rows[i:j]
+		i = j
+		var ids, pairs []any
+		for _, r := range chunk {
+			ids = append(ids, r.ID)
+			pairs = append(pairs, r.UID, r.ID)
+		}
+		in := strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")
+		or := strings.TrimSuffix(strings.Repeat("(uid = ? AND %s = ?) OR ", len(chunk)), " OR ")
+		type stmt struct {
+			q    string
+			args []any
+		}
+		var stmts []stmt
+		switch t := chunk[0].Table; t {
+		case manifest.TableSessionTokens:
+			stmts = append(stmts, stmt{"DELETE FROM unverifiedTokens WHERE tokenId IN (" + in + ")", ids})
+			if chunk[0].Stage == manifest.StageMaxSessions {
+				stmts = append(stmts, stmt{"DELETE FROM devices WHERE " + strings.ReplaceAll(or, "%s", "sessionTokenId"), pairs})
+			}
+			stmts = append(stmts, stmt{"DELETE FROM sessionTokens WHERE tokenId IN (" + in + ")", ids})
+		case manifest.TableUnblockCodes:
+			stmts = append(stmts, stmt{"DELETE FROM unblockCodes WHERE " + strings.ReplaceAll(or, "%s", "unblockCodeHash"), pairs})
+		default:
+			stmts = append(stmts, stmt{"DELETE FROM " + t + " WHERE " + keyCol[t] + " IN (" + in + ")", ids})
+		}
+		tx, err := db.Begin()
+		if err != nil {
+			return 0, err
+		}
+		for _, s := range stmts {
+			if _, err := tx.Exec(s.q, s.args...); err != nil {
+				tx.Rollback()
+				return 0, err
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
