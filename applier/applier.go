@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"prune-tokens/internal/dbconn"
+	"prune-tokens/internal/logging"
+	"prune-tokens/internal/metrics"
+	"prune-tokens/internal/sessioncache"
 	"prune-tokens/manifest"
 )
 
@@ -64,9 +67,21 @@ type Result struct {
 	AlreadyComplete bool // the checkpoint said so before this run started
 	StoppedByTime   bool // --maxRuntime ended the run early
 
-	Elapsed time.Duration // this run, from the first batch
-	Batches int           // batches this run
-	Retries int           // batches retried after transient errors
+	StartedAt time.Time     // when this run started (Run was called)
+	Elapsed   time.Duration // this run, from the first batch
+	Batches   int           // batches this run
+	Retries   int           // batches retried after transient errors
+	// Waited is the time this run spent waiting before batches, by reason
+	// ("wait": --wait).
+	Waited map[string]time.Duration
+
+	// Cache is what the Redis session-cache cleanup did this run; nil when
+	// no cache was given.
+	Cache *sessioncache.Result
+	// CacheOnly says the run only cleaned the cache (RedisOnly); then
+	// Checked counts the manifest's sessions it looked up.
+	CacheOnly bool
+	Checked   int64
 }
 
 // Totals adds up the sections.
@@ -129,7 +144,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, &initErr{err}
 	}
-	res := &Result{Manifest: o.Manifest, DryRun: o.DryRun}
+	res := &Result{Manifest: o.Manifest, DryRun: o.DryRun, StartedAt: time.Now(), Waited: map[string]time.Duration{}, CacheOnly: o.RedisOnly}
+	if o.Cache != nil {
+		res.Cache = &sessioncache.Result{}
+	}
 
 	// Everything about the manifest is settled before the database is
 	// touched: a refused manifest costs nothing. Open comes first (it
@@ -163,7 +181,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	st := newState(meta, res.FileSHA256)
 	resumed := false
 	var cp *Checkpoint
-	if !o.DryRun {
+	if !o.DryRun && !o.RedisOnly {
 		res.Checkpoint = o.Checkpoint
 		if cp, resumed, err = openCheckpoint(o.Checkpoint, meta, res.FileSHA256); err != nil {
 			return nil, &initErr{err}
@@ -195,6 +213,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, initErrorf("%s: %w", dbconn.Target(cfg), err)
 	}
 	printHeader(o, meta, res, dbconn.Redact(o.DSN), target)
+	if o.RedisOnly {
+		res.Total = meta.RowCount
+		err := sweepCache(ctx, db, mr, o, res)
+		res.Elapsed = time.Since(res.StartedAt)
+		return res, err
+	}
 
 	if st.Complete() {
 		res.AlreadyComplete = true
@@ -230,7 +254,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		verb = "dry run"
 	}
 	r := &run{o: o, db: db, res: res, cp: cp, start: time.Now(), guarded: !testForceLocked,
-		prog: newProgress(o.Log, o.Progress, o.StatusEvery, verb, st.Next, st.Total)}
+		prog: newProgress(o.Logger, o.Log, o.Progress, o.StatusEvery, verb, st.Next, st.Total)}
+	if !o.DryRun {
+		o.Metrics.RunStart()
+	}
+	if o.Events {
+		o.Logger.Info(verb+" started", "manifest", o.Manifest, "sha256", res.FileSHA256, "target", dbconn.Redact(o.DSN),
+			logging.KeyRows, st.Next, logging.KeyTotal, st.Total, "batch_size", o.BatchSize, "wait", o.Wait)
+	}
 	err = r.loop(ctx, mr, st)
 	if cp != nil {
 		// However the loop ended, the last record is on disk before apply
@@ -243,6 +274,16 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	r.close()
 	res.Elapsed = time.Since(r.start)
 	res.fill(meta, st)
+	if o.Events {
+		_, tot := res.Totals()
+		attrs := []any{logging.KeyRows, res.Done, logging.KeyTotal, res.Total, "complete", res.Complete,
+			logging.KeyDeleted, tot.Deleted, logging.KeyGone, tot.Gone, logging.KeySkipped, tot.Skipped,
+			"batches", res.Batches, "retries", res.Retries, "elapsed", res.Elapsed}
+		if err != nil {
+			attrs = append(attrs, logging.KeyError, err.Error())
+		}
+		o.Logger.Info(verb+" finished", attrs...)
+	}
 	return res, err
 }
 
@@ -341,7 +382,14 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 			// Verify already refused such files; never build SQL for one.
 			return fmt.Errorf("row %d: section %s is not allowed", st.Next, sec)
 		}
-		c, err := r.batch(ctx, sec, batch, st.Next)
+		o.Metrics.BatchStart(sec.Stage, sec.Table)
+		began := time.Now()
+		out, err := r.batch(ctx, sec, batch, st.Next)
+		if !o.DryRun {
+			o.Metrics.BatchEnd(metrics.Batch{Stage: sec.Stage, Table: sec.Table, Deleted: out.Deleted, Gone: out.Gone,
+				Skipped: out.Skipped, Unverified: out.Unverified, Devices: out.Devices, Duration: time.Since(began), Err: err})
+		}
+		c := out.Counts
 		if err != nil {
 			if errors.Is(err, ErrInterrupted) {
 				return r.interrupted(st)
@@ -366,11 +414,17 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 					err, st.Next-int64(len(batch)), st.Next-1)
 			}
 		}
+		if o.Cache != nil && sec.Table == manifest.TableSessionTokens {
+			r.cleanCache(ctx, out.removed)
+		}
 		var total Counts
 		for _, s := range st.Sections {
 			total.add(s)
 		}
 		r.prog.update(st.Next, total)
+		if !o.DryRun {
+			o.Metrics.Remaining(st.Total - st.Next)
+		}
 		if o.OnBatch != nil {
 			o.OnBatch(st.Next)
 		}
@@ -379,7 +433,9 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 			if !deadline.IsZero() {
 				wait = min(wait, time.Until(deadline))
 			}
+			began := time.Now()
 			sleepCtx(ctx, wait)
+			r.waited("wait", time.Since(began))
 		}
 	}
 }
@@ -408,7 +464,7 @@ func (r *run) failed(st *State, err error) error {
 }
 
 // batch runs one batch, retrying transient failures on a new connection.
-func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.Row, at int64) (Counts, error) {
+func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.Row, at int64) (outcome, error) {
 	pol := r.o.Retry
 	for attempt := 0; ; attempt++ {
 		c, err := r.try(ctx, sec, rows)
@@ -419,7 +475,7 @@ func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.R
 			// now on; a real problem shows up there too.
 			r.guarded = false
 			fmt.Fprintf(r.o.Out, "note        the server refused apply's guarded DELETE (%s); each batch now reads and locks its rows first (README: apply)\n",
-				strings.Join(strings.Fields(err.Error()), " "))
+				oneLine(err))
 			r.dropConn()
 			c, err = r.try(ctx, sec, rows)
 		}
@@ -428,37 +484,49 @@ func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.R
 		}
 		var ce *checkpointErr
 		if errors.Is(err, ErrInterrupted) || errors.Is(err, errOutOfTime) || errors.As(err, &ce) || !isTransient(err) {
-			return Counts{}, err
+			return outcome{}, err
 		}
 		r.dropConn()
 		if attempt >= pol.Attempts {
-			return Counts{}, fmt.Errorf("gave up after %d retries: %w", pol.Attempts, err)
+			return outcome{}, fmt.Errorf("gave up after %d retries: %w", pol.Attempts, err)
 		}
 		d := pol.backoff(attempt + 1)
 		r.res.Retries++
-		r.prog.logf("transient error at row %d (%s): %s; retry %d of %d in %s",
-			at, sec, strings.Join(strings.Fields(err.Error()), " "), attempt+1, pol.Attempts, d.Round(time.Millisecond))
+		r.prog.warn(fmt.Sprintf("transient error at row %d (%s): %s; retry %d of %d in %s",
+			at, sec, oneLine(err), attempt+1, pol.Attempts, d.Round(time.Millisecond)),
+			logging.KeyRows, at, logging.KeyStage, sec.Stage, logging.KeyTable, sec.Table,
+			logging.KeyAttempt, attempt+1, logging.KeyAttempts, pol.Attempts, logging.KeyDelay, d.Round(time.Millisecond), logging.KeyError, oneLine(err))
 		if !sleepCtx(ctx, d) {
-			return Counts{}, ErrInterrupted
+			return outcome{}, ErrInterrupted
 		}
 	}
+}
+
+// oneLine keeps an error's text to one line for logs and notes.
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+// waited adds time spent waiting before a batch, by reason.
+func (r *run) waited(reason string, d time.Duration) {
+	r.res.Waited[reason] += d
+	r.o.Metrics.Throttle(reason, d)
 }
 
 // try runs one attempt of a batch. The batch's statements do not use ctx:
 // a signal must not abort a transaction half-way, so they run to commit or
 // rollback under their own deadline, and the loop stops after them.
-func (r *run) try(ctx context.Context, sec manifest.Section, rows []manifest.Row) (Counts, error) {
+func (r *run) try(ctx context.Context, sec manifest.Section, rows []manifest.Row) (outcome, error) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.BatchTimeout)
 	defer cancel()
 	if r.o.DryRun {
-		return classifyBatch(bctx, r.db, sec, rows)
+		c, err := classifyBatch(bctx, r.db, sec, rows)
+		return outcome{Counts: c}, err
 	}
 	if r.conn == nil {
 		if err := r.connect(ctx); err != nil {
 			if ctx.Err() != nil {
-				return Counts{}, ErrInterrupted
+				return outcome{}, ErrInterrupted
 			}
-			return Counts{}, err
+			return outcome{}, err
 		}
 	}
 	if r.guarded {
@@ -509,8 +577,8 @@ func (r *run) connect(ctx context.Context) error {
 		defer cancel()
 	}
 	err = getLock(lctx, conn, r.o.LockName, r.o.LockWait, func(holder int64) {
-		r.prog.logf("waiting for named lock %s (held by connection %d, probably the service's own pruning); up to %s",
-			r.o.LockName, holder, r.o.LockWait)
+		r.prog.info(fmt.Sprintf("waiting for named lock %s (held by connection %d, probably the service's own pruning); up to %s",
+			r.o.LockName, holder, r.o.LockWait), "lock", r.o.LockName, "holder", holder, logging.KeyReason, "named lock held")
 	})
 	if err != nil && ctx.Err() == nil && errors.Is(lctx.Err(), context.DeadlineExceeded) {
 		return errOutOfTime

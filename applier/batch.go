@@ -124,15 +124,24 @@ func classify(sec manifest.Section, rows []manifest.Row, found map[string]curren
 	return eligible, cur, c
 }
 
+// outcome is what one batch did: its counts, and the listed rows no longer
+// in their table once it committed (deleted by it or already gone), whose
+// sessions leave the Redis session cache.
+type outcome struct {
+	Counts
+	removed []manifest.Row
+}
+
 // deleteBatch deletes one batch in one transaction on conn: guard read with
 // row locks, then deletes by primary key of only the rows that passed.
 // beforeCommit runs just before COMMIT; its error rolls the batch back.
-func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error) (c Counts, err error) {
+func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error) (out outcome, err error) {
 	rows = sortByKey(rows)
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return Counts{}, fmt.Errorf("begin transaction: %w", err)
+		return outcome{}, fmt.Errorf("begin transaction: %w", err)
 	}
+	var c Counts
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
@@ -140,7 +149,7 @@ func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows
 	}()
 	found, err := guardRead(ctx, tx, sec, rows, true)
 	if err != nil {
-		return Counts{}, err
+		return outcome{}, err
 	}
 	eligible, cur, c := classify(sec, rows, found)
 	if len(eligible) > 0 {
@@ -157,24 +166,24 @@ func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows
 			if len(withUnverified) > 0 {
 				q, args := deleteUnverifiedSQL(withUnverified)
 				if c.Unverified, err = exec(ctx, tx, "unverifiedTokens", q, args); err != nil {
-					return Counts{}, err
+					return outcome{}, err
 				}
 			}
 			// Only max-sessions gets here with devices: token-age skipped them.
 			if len(withDevice) > 0 {
 				q, args := deleteDevicesSQL(withDevice)
 				if c.Devices, err = exec(ctx, tx, "devices", q, args); err != nil {
-					return Counts{}, err
+					return outcome{}, err
 				}
 			}
 		}
 		q, args, err := deleteRowsSQL(sec.Table, eligible)
 		if err != nil {
-			return Counts{}, err
+			return outcome{}, err
 		}
 		n, err := exec(ctx, tx, sec.Table, q, args)
 		if err != nil {
-			return Counts{}, err
+			return outcome{}, err
 		}
 		// The rows are locked, so n is len(eligible) on InnoDB; an engine
 		// without row locks may have lost some to a concurrent delete.
@@ -183,13 +192,19 @@ func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows
 	}
 	if beforeCommit != nil {
 		if err := beforeCommit(); err != nil {
-			return Counts{}, err
+			return outcome{}, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return Counts{}, fmt.Errorf("commit: %w", err)
+		return outcome{}, fmt.Errorf("commit: %w", err)
 	}
-	return c, nil
+	removed := eligible
+	for _, r := range rows {
+		if _, ok := found[string(r.Key())]; !ok {
+			removed = append(removed, r)
+		}
+	}
+	return outcome{Counts: c, removed: removed}, nil
 }
 
 // classifyBatch is the dry run's read-only version of deleteBatch.
@@ -233,12 +248,14 @@ func exec(ctx context.Context, q querier, table, query string, args []any) (int6
 // by their session's own condition, so they remove exactly the dependants
 // of the sessions the row DELETE then removes. beforeCommit runs just
 // before COMMIT; its error rolls the batch back.
-func deleteBatchGuarded(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error) (c Counts, err error) {
+func deleteBatchGuarded(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error) (out outcome, err error) {
 	rows = sortByKey(rows)
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return Counts{}, fmt.Errorf("begin transaction: %w", err)
+		return outcome{}, fmt.Errorf("begin transaction: %w", err)
 	}
+	var c Counts
+	removed := rows
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
@@ -247,42 +264,76 @@ func deleteBatchGuarded(ctx context.Context, conn *sql.Conn, sec manifest.Sectio
 	if sec.Table == manifest.TableSessionTokens {
 		q, args := deleteUnverifiedGuardedSQL(sec, rows)
 		if c.Unverified, err = exec(ctx, tx, "unverifiedTokens", q, args); err != nil {
-			return Counts{}, err
+			return outcome{}, err
 		}
 		if sec.Stage == manifest.StageMaxSessions {
 			q, args := deleteDevicesGuardedSQL(sec, rows)
 			if c.Devices, err = exec(ctx, tx, "devices", q, args); err != nil {
-				return Counts{}, err
+				return outcome{}, err
 			}
 		}
 	}
 	q, args, err := deleteGuardedSQL(sec, rows)
 	if err != nil {
-		return Counts{}, err
+		return outcome{}, err
 	}
 	if c.Deleted, err = exec(ctx, tx, sec.Table, q, args); err != nil {
-		return Counts{}, err
+		return outcome{}, err
 	}
 	if short := int64(len(rows)) - c.Deleted; short > 0 {
-		q, args, err := countPresentSQL(sec.Table, rows)
+		kept, err := presentKeys(ctx, tx, sec.Table, rows)
 		if err != nil {
-			return Counts{}, err
+			return outcome{}, err
 		}
-		if err := tx.QueryRowContext(ctx, q, args...).Scan(&c.Skipped); err != nil {
-			return Counts{}, fmt.Errorf("count %s rows kept by a guard: %w", sec.Table, err)
-		}
+		c.Skipped = int64(len(kept))
 		if c.Skipped > short {
-			return Counts{}, fmt.Errorf("%s: %d listed rows still there after deleting %d of %d", sec.Table, c.Skipped, c.Deleted, len(rows))
+			return outcome{}, fmt.Errorf("%s: %d listed rows still there after deleting %d of %d", sec.Table, c.Skipped, c.Deleted, len(rows))
 		}
 		c.Gone = short - c.Skipped
+		removed = nil
+		for _, r := range rows {
+			if !kept[string(r.Key())] {
+				removed = append(removed, r)
+			}
+		}
 	}
 	if beforeCommit != nil {
 		if err := beforeCommit(); err != nil {
-			return Counts{}, err
+			return outcome{}, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return Counts{}, fmt.Errorf("commit: %w", err)
+		return outcome{}, fmt.Errorf("commit: %w", err)
 	}
-	return c, nil
+	return outcome{Counts: c, removed: removed}, nil
+}
+
+// presentKeys reads which listed rows are still in the table, by key.
+func presentKeys(ctx context.Context, q querier, table string, rows []manifest.Row) (map[string]bool, error) {
+	query, args, err := presentKeysSQL(table, rows)
+	if err != nil {
+		return nil, err
+	}
+	res, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s rows kept by a guard: %w", table, err)
+	}
+	defer res.Close()
+	kept := make(map[string]bool)
+	withUID := table == manifest.TableUnblockCodes
+	for res.Next() {
+		var a, b []byte
+		dst := []any{&a}
+		if withUID {
+			dst = append(dst, &b)
+		}
+		if err := res.Scan(dst...); err != nil {
+			return nil, fmt.Errorf("read %s rows kept by a guard: %w", table, err)
+		}
+		kept[string(append(a, b...))] = true
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("read %s rows kept by a guard: %w", table, err)
+	}
+	return kept, nil
 }

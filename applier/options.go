@@ -5,10 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"prune-tokens/internal/logging"
+	"prune-tokens/internal/metrics"
+	"prune-tokens/internal/sessioncache"
 )
 
 // Defaults, as documented in the README.
@@ -42,10 +47,27 @@ type Options struct {
 	// (The command line defaults it to DefaultMaxManifestAge.)
 	MaxManifestAge time.Duration
 
-	Out         io.Writer    // what apply is about to do, resume and stop notices
-	Log         io.Writer    // progress and retries
-	Progress    ProgressMode // how Log shows progress
+	Out io.Writer // what apply is about to do, resume and stop notices
+	// Logger receives status lines, retries, waits and warnings; nil logs
+	// plain lines to Log.
+	Logger *slog.Logger
+	// Events adds a record with fields at the start and the end of the run
+	// (for JSON logs; the plain format has Out for that).
+	Events      bool
+	Log         io.Writer    // where the progress bar goes (a terminal)
+	Progress    ProgressMode // a bar on Log, or status lines on Logger
 	StatusEvery time.Duration
+
+	// Metrics receives the run's events (StatsD); nil sends none.
+	Metrics metrics.Sink
+	// Cache, when set, removes the sessions each batch took out of the
+	// database from FxA's Redis session cache. Its trouble never stops the
+	// deletion; it is counted in the Result.
+	Cache *sessioncache.Cleaner
+	// RedisOnly deletes nothing: it removes from Cache every session of the
+	// manifest that is no longer in the database (a cleanup that failed, or
+	// a crash between a commit and its cleanup).
+	RedisOnly bool
 
 	// LockName is the named lock to hold; "" = LockName, FxA's. Named locks
 	// are global to a server, so tests that share one give each run its own.
@@ -79,6 +101,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("max runtime %s is negative", o.MaxRuntime)
 	case o.MaxManifestAge < 0:
 		return o, fmt.Errorf("max manifest age %s is negative", o.MaxManifestAge)
+	case o.RedisOnly && o.Cache == nil:
+		return o, errors.New("a cache-only run needs the Redis session cache (--redis)")
+	case o.RedisOnly && o.DryRun:
+		return o, errors.New("a cache-only run deletes nothing from the database already; it takes no dry run")
 	}
 	if o.Approve != "" {
 		a := strings.ToLower(strings.TrimSpace(o.Approve))
@@ -98,6 +124,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
+	}
+	if o.Logger == nil {
+		o.Logger = logging.New(o.Log, logging.Text, logging.Options{})
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Nop{}
 	}
 	if o.StatusEvery == 0 {
 		o.StatusEvery = DefaultStatusEvery

@@ -86,7 +86,7 @@ func guardedStatements(sec manifest.Section, rows []manifest.Row) []statement {
 	if q, args, err := deleteGuardedSQL(sec, rows); err == nil {
 		out = append(out, statement{q, args})
 	}
-	if q, args, err := countPresentSQL(sec.Table, rows); err == nil {
+	if q, args, err := presentKeysSQL(sec.Table, rows); err == nil {
 		out = append(out, statement{q, args})
 	}
 	return out

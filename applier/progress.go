@@ -3,11 +3,14 @@ package applier
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+
+	"prune-tokens/internal/logging"
 )
 
 // ProgressMode chooses how apply shows progress on its log writer.
@@ -20,8 +23,10 @@ const (
 	ProgressOff                       // nothing but the start and end
 )
 
-// progress reports rows done while apply runs.
+// progress reports rows done while apply runs: a bar on a terminal (w),
+// otherwise a status line on the logger every so often.
 type progress struct {
+	log       *slog.Logger
 	w         io.Writer
 	bar       *progressbar.ProgressBar
 	every     time.Duration
@@ -32,9 +37,9 @@ type progress struct {
 	total     int64
 }
 
-func newProgress(w io.Writer, mode ProgressMode, every time.Duration, verb string, startRows, total int64) *progress {
+func newProgress(log *slog.Logger, w io.Writer, mode ProgressMode, every time.Duration, verb string, startRows, total int64) *progress {
 	now := time.Now()
-	p := &progress{w: w, every: every, verb: verb, start: now, last: now, startRows: startRows, total: total}
+	p := &progress{log: log, w: w, every: every, verb: verb, start: now, last: now, startRows: startRows, total: total}
 	if mode == ProgressAuto {
 		mode = ProgressLines
 		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -76,11 +81,12 @@ func (p *progress) update(done int64, c Counts) {
 		return
 	}
 	p.last = time.Now()
-	fmt.Fprintln(p.w, p.status(done, c))
+	msg, attrs := p.status(done, c)
+	p.log.Info(msg, attrs...)
 }
 
-// status is the one-line summary for logs.
-func (p *progress) status(done int64, c Counts) string {
+// status is the one-line summary for logs, and its fields.
+func (p *progress) status(done int64, c Counts) (string, []any) {
 	pct := 100.0
 	if p.total > 0 {
 		pct = 100 * float64(done) / float64(p.total)
@@ -94,16 +100,28 @@ func (p *progress) status(done int64, c Counts) string {
 	if rate > 0 {
 		eta = time.Duration(float64(p.total-done) / rate * float64(time.Second)).Round(time.Second).String()
 	}
-	return fmt.Sprintf("%s: %d/%d rows (%.1f%%), %.0f rows/s, ETA %s; deleted %d, already gone %d, skipped by guard %d",
+	msg := fmt.Sprintf("%s: %d/%d rows (%.1f%%), %.0f rows/s, ETA %s; deleted %d, already gone %d, skipped by guard %d",
 		p.verb, done, p.total, pct, rate, eta, c.Deleted, c.Gone, c.Skipped)
+	return msg, []any{logging.KeyRows, done, logging.KeyTotal, p.total, logging.KeyRate, int64(rate), logging.KeyETA, eta,
+		logging.KeyDeleted, c.Deleted, logging.KeyGone, c.Gone, logging.KeySkipped, c.Skipped}
 }
 
-// logf prints a line without tearing the bar.
-func (p *progress) logf(format string, args ...any) {
+// warn logs a warning without tearing the bar.
+func (p *progress) warn(msg string, args ...any) {
+	p.clearBar()
+	p.log.Warn(msg, args...)
+}
+
+// info logs a line without tearing the bar.
+func (p *progress) info(msg string, args ...any) {
+	p.clearBar()
+	p.log.Info(msg, args...)
+}
+
+func (p *progress) clearBar() {
 	if p.bar != nil {
 		_ = p.bar.Clear()
 	}
-	fmt.Fprintf(p.w, format+"\n", args...)
 }
 
 // finish ends the bar, leaving the line for the final table.

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"prune-tokens/internal/logging"
 )
 
 func TestStatusLines(t *testing.T) {
 	var b bytes.Buffer
-	p := newProgress(&b, ProgressLines, 1, "apply", 100, 1000)
+	p := newProgress(logging.New(&b, logging.Text, logging.Options{}), &b, ProgressLines, 1, "apply", 100, 1000)
 	p.start = p.start.Add(-2e9) // 2 s ago: 200 rows in 2 s
 	p.last = p.start
 	p.update(300, Counts{Deleted: 250, Gone: 30, Skipped: 20})
@@ -22,7 +24,7 @@ func TestStatusLines(t *testing.T) {
 		t.Errorf("want one line, got %q", line)
 	}
 	b.Reset()
-	off := newProgress(&b, ProgressOff, 1, "apply", 0, 10)
+	off := newProgress(logging.New(&b, logging.Text, logging.Options{}), &b, ProgressOff, 1, "apply", 0, 10)
 	off.update(5, Counts{})
 	if b.Len() != 0 {
 		t.Errorf("ProgressOff printed %q", b.String())
@@ -32,7 +34,7 @@ func TestStatusLines(t *testing.T) {
 // A bar written to a non-terminal still works (operators may force it).
 func TestProgressBar(t *testing.T) {
 	var b bytes.Buffer
-	p := newProgress(&b, ProgressBar, 0, "apply", 0, 10)
+	p := newProgress(logging.New(&b, logging.Text, logging.Options{}), &b, ProgressBar, 0, "apply", 0, 10)
 	p.update(10, Counts{Deleted: 10})
 	p.finish()
 	if !strings.Contains(b.String(), "10/10") {

@@ -237,13 +237,18 @@ func deleteDevicesGuardedSQL(sec manifest.Section, rows []manifest.Row) (string,
 	return q, append(args, gargs...)
 }
 
-// countPresentSQL counts the listed rows still in the table: after a
-// guarded DELETE in the same transaction, these are the rows a guard kept.
-func countPresentSQL(table string, rows []manifest.Row) (string, []any, error) {
+// presentKeysSQL reads the keys of the listed rows still in the table (id;
+// uid and id for unblockCodes): after a guarded DELETE in the same
+// transaction, the rows a guard kept.
+func presentKeysSQL(table string, rows []manifest.Row) (string, []any, error) {
 	s, err := specFor(table)
 	if err != nil {
 		return "", nil, err
 	}
+	cols := s.idCol
+	if s.withUID {
+		cols = "uid, " + s.idCol
+	}
 	where, args := keyPredicate(s, "", rows)
-	return "SELECT COUNT(*) FROM " + s.name + " WHERE " + where, args, nil
+	return "SELECT " + cols + " FROM " + s.name + " WHERE " + where, args, nil
 }

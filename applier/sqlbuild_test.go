@@ -82,8 +82,10 @@ func TestSQLBuilders(t *testing.T) {
 			"DELETE FROM devices WHERE ((uid = ? AND sessionTokenId = ?) OR (uid = ? AND sessionTokenId = ?)) AND EXISTS (SELECT 1 FROM sessionTokens s" +
 				" WHERE s.tokenId = devices.sessionTokenId AND s.uid = devices.uid AND ((s.tokenId, s.uid, s.createdAt) IN ((?, ?, ?), (?, ?, ?))) IS TRUE)",
 			[]any{u1, id1, u2, id2, id1, u1, c1, id2, u2, c2}},
-		{"count rows still there", with(countPresentSQL(manifest.TableSessionTokens, two)),
-			"SELECT COUNT(*) FROM sessionTokens WHERE tokenId IN (?, ?)", []any{id1, id2}},
+		{"keys still there", with(presentKeysSQL(manifest.TableSessionTokens, two)),
+			"SELECT tokenId FROM sessionTokens WHERE tokenId IN (?, ?)", []any{id1, id2}},
+		{"unblock code keys still there", with(presentKeysSQL(manifest.TableUnblockCodes, one)),
+			"SELECT uid, unblockCodeHash FROM unblockCodes WHERE (uid = ? AND unblockCodeHash = ?)", []any{u1, id1}},
 	}
 	for _, c := range cases {
 		if c.got.err != nil {
@@ -113,7 +115,7 @@ func TestSQLBuildersRefuseUnknownTables(t *testing.T) {
 		if _, _, err := deleteGuardedSQL(manifest.Section{Stage: manifest.StageCodeAge, Table: table}, rows); err == nil {
 			t.Errorf("guarded delete from %q was built", table)
 		}
-		if _, _, err := countPresentSQL(table, rows); err == nil {
+		if _, _, err := presentKeysSQL(table, rows); err == nil {
 			t.Errorf("count of %q was built", table)
 		}
 	}

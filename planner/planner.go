@@ -30,6 +30,15 @@ type Options struct {
 	// lists to the oldest this many; 0 means no cap. The other token tables
 	// are small (one row per account at most) and are not capped.
 	MaxTokenAgeWindowSize int64
+	// Observer, when set, hears of the search for large accounts (the old
+	// tool's find-large-accounts metrics).
+	Observer Observer
+}
+
+// Observer hears of planning events.
+type Observer interface {
+	LargeAccountsStart()
+	LargeAccountsEnd(accounts int, err error)
 }
 
 // Result is what planning found besides the rows themselves (which went to
@@ -261,31 +270,10 @@ func (p *planner) run() error {
 // maxSessions finds the largest accounts (stage 1) and lists, per account,
 // its sessions beyond the newest MaxSessions, oldest first (stage 2).
 func (p *planner) maxSessions() error {
-	type account struct {
-		uid []byte
-		n   int64
-	}
-	var accounts []account
-	// The GROUP BY reads the whole session_uid index once; the old tool's
-	// comment said "call sparingly", and plan calls it exactly once.
-	rows, err := p.q.QueryContext(p.ctx,
-		"SELECT uid, COUNT(*) AS n FROM sessionTokens GROUP BY uid HAVING COUNT(*) > ? ORDER BY n DESC, uid LIMIT ?",
-		p.opts.MaxSessions, p.opts.MaxSessionsMaxAccounts)
+	accounts, err := p.largeAccounts()
 	if err != nil {
-		return fmt.Errorf("find large accounts: %w", err)
-	}
-	for rows.Next() {
-		var a account
-		if err := rows.Scan(&a.uid, &a.n); err != nil {
-			rows.Close()
-			return fmt.Errorf("find large accounts: %w", err)
-		}
-		accounts = append(accounts, a)
-	}
-	if err := closeRows(rows, "find large accounts"); err != nil {
 		return err
 	}
-
 	p.claimed = make(map[[manifest.UIDLen]byte]position, len(accounts))
 	p.res.TopAccounts = make([]manifest.Account, 0, len(accounts))
 	for _, a := range accounts {
@@ -328,6 +316,41 @@ func (p *planner) maxSessions() error {
 		}
 	}
 	return nil
+}
+
+// account is a large account and its number of sessions.
+type account struct {
+	uid []byte
+	n   int64
+}
+
+// largeAccounts is stage 1: the accounts with more than MaxSessions
+// sessions, most first, at most MaxSessionsMaxAccounts of them. The GROUP BY
+// reads the whole session_uid index once; the old tool's comment said "call
+// sparingly", and plan calls it exactly once.
+func (p *planner) largeAccounts() (accounts []account, err error) {
+	if o := p.opts.Observer; o != nil {
+		o.LargeAccountsStart()
+		defer func() { o.LargeAccountsEnd(len(accounts), err) }()
+	}
+	rows, err := p.q.QueryContext(p.ctx,
+		"SELECT uid, COUNT(*) AS n FROM sessionTokens GROUP BY uid HAVING COUNT(*) > ? ORDER BY n DESC, uid LIMIT ?",
+		p.opts.MaxSessions, p.opts.MaxSessionsMaxAccounts)
+	if err != nil {
+		return nil, fmt.Errorf("find large accounts: %w", err)
+	}
+	for rows.Next() {
+		var a account
+		if err := rows.Scan(&a.uid, &a.n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("find large accounts: %w", err)
+		}
+		accounts = append(accounts, a)
+	}
+	if err := closeRows(rows, "find large accounts"); err != nil {
+		return nil, err
+	}
+	return accounts, nil
 }
 
 // isClaimed reports whether max-sessions already listed the session r.

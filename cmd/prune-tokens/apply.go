@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -10,7 +11,9 @@ import (
 	"prune-tokens/applier"
 	"prune-tokens/internal/dbconn"
 	"prune-tokens/internal/duration"
+	"prune-tokens/internal/logging"
 	"prune-tokens/internal/report"
+	"prune-tokens/internal/sessioncache"
 )
 
 // apply flag names; --maxSessionsBatchSize is the old tool's name for the
@@ -26,10 +29,14 @@ const (
 	afMaxRuntime     = "maxRuntime"
 	afDryRun         = "dryRun"
 	afMaxManifestAge = "maxManifestAge"
+	afRedis          = "redis"
+	afRedisPrefix    = "redisKeyPrefix"
+	afRedisOnly      = "redisOnly"
+	afReport         = "report"
 )
 
 func applyCommand() *cli.Command {
-	return &cli.Command{
+	cmd := &cli.Command{
 		Name:  "apply",
 		Usage: "delete exactly the rows of an approved manifest, in throttled, checkpointed, resumable batches",
 		Description: "Verifies the whole manifest first (refused: exit 2, nothing deleted). Each batch is one transaction over\n" +
@@ -46,9 +53,16 @@ func applyCommand() *cli.Command {
 			&cli.StringFlag{Name: afMaxRuntime, Value: "0", Usage: "stop cleanly after `DURATION` (0 = no limit); rerun to continue"},
 			&cli.BoolFlag{Name: afDryRun, Usage: "verify, connect and report what would be deleted, already gone or skipped; delete nothing"},
 			&cli.StringFlag{Name: afMaxManifestAge, Value: "7 days", Usage: "refuse a manifest planned longer ago than `DURATION` (0 = no limit)"},
+			&cli.StringFlag{Name: afRedis, EnvVars: []string{"PRUNE_TOKENS_REDIS"}, Usage: "remove deleted sessions from FxA's Redis session cache at `URL` redis://[:password@]host:6379/0 (rediss:// for TLS)"},
+			&cli.StringFlag{Name: afRedisPrefix, Value: sessioncache.DefaultKeyPrefix, Usage: "the session cache's key `PREFIX` (followed by the uid in hex)"},
+			&cli.BoolFlag{Name: afRedisOnly, Usage: "delete nothing: remove from the session cache every session of the manifest no longer in the database (after a cleanup failed)"},
+			&cli.StringFlag{Name: afReport, Usage: "write the outcome as JSON to `FILE.json`, whole, on every exit (also while running: \"running\")"},
+			logFormatFlag(),
 		},
 		Action: runApply,
 	}
+	cmd.Flags = append(cmd.Flags, statsdFlags()...)
+	return cmd
 }
 
 // parseApplyArgs checks every flag before anything is opened.
@@ -95,20 +109,71 @@ func parseApplyArgs(c *cli.Context) (applier.Options, error) {
 	if o.DryRun && (c.IsSet(afCheckpoint) || c.IsSet(afMaxRuntime)) {
 		return o, initErrorf("--dryRun writes no checkpoint and reads only: it takes neither --checkpoint nor --maxRuntime")
 	}
+	o.RedisOnly = c.Bool(afRedisOnly)
+	switch {
+	case o.RedisOnly && c.String(afRedis) == "":
+		return o, initErrorf("--redisOnly cleans the Redis session cache: give --redis URL (or PRUNE_TOKENS_REDIS)")
+	case o.RedisOnly && o.DryRun:
+		return o, initErrorf("--redisOnly deletes nothing from the database already: it takes no --dryRun")
+	case o.RedisOnly && (c.IsSet(afCheckpoint) || c.IsSet(afMaxRuntime)):
+		return o, initErrorf("--redisOnly keeps no checkpoint and is idempotent: it takes neither --checkpoint nor --maxRuntime")
+	case o.DryRun && c.String(afRedis) != "":
+		return o, initErrorf("--dryRun deletes nothing, so it cleans no cache: it takes no --redis")
+	}
+	if r := c.String(afReport); c.IsSet(afReport) && (r == "" || r == o.Manifest || r == o.Checkpoint) {
+		return o, initErrorf("--report %q: give a file of its own", r)
+	}
 	return o, nil
 }
 
-func runApply(c *cli.Context) error {
+func runApply(c *cli.Context) (err error) {
+	ob, err := newObserver(c)
+	if err != nil {
+		return err
+	}
+	defer ob.close()
+	rep := newApplyReport(c.String(afReport), c.String(afManifest))
+	var res *applier.Result
+	// Whatever happens from here, metrics hear of the end and the report
+	// is written whole.
+	defer func() {
+		ob.sink.RunEnd(err)
+		if werr := rep.finish(res, err, exitCode(err)); werr != nil && err == nil {
+			err = opError(werr)
+		}
+	}()
 	o, err := parseApplyArgs(c)
 	if err != nil {
 		return err
 	}
+	ob.secrets.Add(o.DSN.Passwd)
+	if u := c.String(afRedis); u != "" {
+		cache, err := sessioncache.Open(sessioncache.Options{URL: u, KeyPrefix: c.String(afRedisPrefix)})
+		if err != nil {
+			return initErrorf("--redis %s: %v", sessioncache.Redact(u), err)
+		}
+		defer cache.Close()
+		o.Cache = cache
+	}
+	if err := rep.start(); err != nil {
+		return initError(err)
+	}
 	o.Out = c.App.Writer
 	o.Log = c.App.ErrWriter
-	res, err := applier.Run(c.Context, o)
+	o.Logger = ob.log
+	o.Events = ob.format == logging.JSON
+	o.Metrics = ob.sink
+	if ob.format == logging.JSON {
+		o.Progress = applier.ProgressLines // a bar is no JSON
+	}
+	res, err = applier.Run(c.Context, o)
 	if res != nil {
 		if rerr := report.Apply(c.App.Writer, res); rerr != nil && err == nil {
 			err = rerr
+		}
+		if res.Cache != nil && res.Cache.Failed > 0 && err == nil && !res.CacheOnly {
+			ob.log.Warn(fmt.Sprintf("prune-tokens: warning: the session cache kept %d accounts' entries of deleted sessions; clean them with the same command plus --redisOnly", res.Cache.Failed),
+				"failed", res.Cache.Failed)
 		}
 	}
 	if applier.IsInit(err) {

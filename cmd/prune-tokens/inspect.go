@@ -16,6 +16,7 @@ func inspectCommand() *cli.Command {
 		ArgsUsage: "FILE",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Value: "table", Usage: "`table`, markdown or json"},
+			logFormatFlag(),
 		},
 		Action: runInspect,
 	}
@@ -24,6 +25,9 @@ func inspectCommand() *cli.Command {
 func runInspect(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return initErrorf("inspect takes exactly one manifest FILE, got %d arguments", c.NArg())
+	}
+	if _, err := newObserver(c); err != nil {
+		return err
 	}
 	path := c.Args().First()
 	format, err := report.ParseFormat(c.String("format"))

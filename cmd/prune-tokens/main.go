@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -28,11 +27,13 @@ func main() {
 // exit code; tests call it directly.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := NewApp(stdout, stderr)
-	err := app.RunContext(ctx, permuteArgs(app, args))
+	args = permuteArgs(app, args)
+	err := app.RunContext(ctx, args)
+	code := exitCode(err)
 	if err != nil {
-		fmt.Fprintf(stderr, "prune-tokens: %s\n", oneLine(err))
+		printError(stderr, logFormatOf(args), err, code)
 	}
-	return exitCode(err)
+	return code
 }
 
 // NewApp builds the command-line application writing to stdout and stderr.

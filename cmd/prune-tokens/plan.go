@@ -13,6 +13,7 @@ import (
 
 	"prune-tokens/internal/dbconn"
 	"prune-tokens/internal/duration"
+	"prune-tokens/internal/logging"
 	"prune-tokens/internal/report"
 	"prune-tokens/manifest"
 	"prune-tokens/planner"
@@ -33,7 +34,7 @@ const (
 )
 
 func planCommand() *cli.Command {
-	return &cli.Command{
+	cmd := &cli.Command{
 		Name:  "plan",
 		Usage: "read the database (never writes) and write a Parquet manifest of the rows to delete",
 		Description: "All stages read one read-only, consistent-snapshot transaction. Durations: 30-days, \"10 days\",\n" +
@@ -49,9 +50,12 @@ func planCommand() *cli.Command {
 			&cli.StringFlag{Name: flagMaxSessionsMaxDeletions, Value: "100000", Usage: "max-sessions: list at most `N` sessions per account, oldest first"},
 			&cli.StringFlag{Name: flagMaxTokenAgeWindowSize, Value: "0", Usage: "token-age: list at most `N` session tokens, oldest first (0 = no cap)"},
 			&cli.StringFlag{Name: flagSummary, Usage: "also write the summary as Markdown to `FILE.md` (never overwritten)"},
+			logFormatFlag(),
 		},
 		Action: runPlan,
 	}
+	cmd.Flags = append(cmd.Flags, statsdFlags()...)
+	return cmd
 }
 
 // planArgs are the plan flags, checked.
@@ -150,10 +154,16 @@ func refuseExisting(flag, path string) error {
 func runPlan(c *cli.Context) error {
 	ctx := c.Context
 	plannedAt := time.Now()
+	ob, err := newObserver(c)
+	if err != nil {
+		return err
+	}
+	defer ob.close()
 	a, err := parsePlanArgs(c, plannedAt)
 	if err != nil {
 		return err
 	}
+	a.opts.Observer = ob.sink
 	if err := refuseExisting(flagOut, a.out); err != nil {
 		return err
 	}
@@ -166,6 +176,7 @@ func runPlan(c *cli.Context) error {
 	if err != nil {
 		return initError(err)
 	}
+	ob.secrets.Add(cfg.Passwd)
 	a.flags[flagDSN] = dbconn.Redact(cfg)
 
 	// The writer is created before connecting so that an unwritable
@@ -209,7 +220,11 @@ func runPlan(c *cli.Context) error {
 	}
 	s := report.PlanSummary{Path: a.out, FileSHA256: sum, Meta: meta}
 	if res.SnapshotFallback {
-		fmt.Fprintln(c.App.ErrWriter, "prune-tokens: note: the server refused START TRANSACTION WITH CONSISTENT SNAPSHOT; planned in a plain read-only transaction, so the stages may not have seen one consistent state if the database was being written")
+		ob.log.Warn("prune-tokens: note: the server refused START TRANSACTION WITH CONSISTENT SNAPSHOT; planned in a plain read-only transaction, so the stages may not have seen one consistent state if the database was being written",
+			logging.KeyReason, "no consistent snapshot")
+	}
+	if ob.format == logging.JSON {
+		ob.log.Info("plan finished", "manifest", a.out, "sha256", sum, logging.KeyRows, meta.RowCount)
 	}
 	if err := report.Plan(c.App.Writer, s, report.FormatTable); err != nil {
 		return opError(err)

@@ -3,7 +3,9 @@ package report
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"prune-tokens/applier"
@@ -14,6 +16,10 @@ import (
 // skipped by guard = planned for every section that was fully processed.
 func Apply(w io.Writer, r *applier.Result) error {
 	ew := &errWriter{w: w}
+	if r.CacheOnly {
+		fmt.Fprintf(ew, "\nSession cache (cache-only run): %d sessions of the manifest looked up, %s\n", r.Checked, cacheLine(r))
+		return ew.err
+	}
 	header := []string{"Stage", "Table", "Planned", "Deleted", "Already gone", "Skipped by guard"}
 	title := "Outcome"
 	if r.DryRun {
@@ -58,5 +64,30 @@ func Apply(w io.Writer, r *applier.Result) error {
 	}
 	fmt.Fprintf(ew, "Rows %d of %d, %s. This run: %s, %d batches, %.0f rows/s, %d retries.\n",
 		r.Done, r.Total, state, r.Elapsed.Round(time.Millisecond), r.Batches, r.RowsPerSecond(), r.Retries)
+	if len(r.Waited) > 0 {
+		reasons := make([]string, 0, len(r.Waited))
+		for k := range r.Waited {
+			reasons = append(reasons, k)
+		}
+		sort.Strings(reasons)
+		parts := make([]string, len(reasons))
+		for i, k := range reasons {
+			parts[i] = fmt.Sprintf("%s %s", k, r.Waited[k].Round(time.Millisecond))
+		}
+		fmt.Fprintf(ew, "Waited between batches: %s.\n", strings.Join(parts, ", "))
+	}
+	if r.Cache != nil {
+		fmt.Fprintf(ew, "Session cache: %s\n", cacheLine(r))
+	}
 	return ew.err
+}
+
+// cacheLine says what the Redis session-cache cleanup did.
+func cacheLine(r *applier.Result) string {
+	c := r.Cache
+	line := fmt.Sprintf("%d entries removed from %d accounts' keys (%d keys deleted, nothing left), %d not cached", c.Removed, c.Accounts, c.KeysDeleted, c.NotCached)
+	if c.Failed > 0 {
+		line += fmt.Sprintf("; %d accounts NOT cleaned: rerun the same command with --redisOnly", c.Failed)
+	}
+	return line + "."
 }
