@@ -382,7 +382,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 	check(clitest.Run(t, nil, "inspect", out, "--format", "json"), 0)
 	check(clitest.Run(t, nil, "inspect", out, "--format", "markdown"), 0)
 	check(clitest.Run(t, []string{"PRUNE_TOKENS_DSN=" + dsn}, "apply", "--manifest", out, "--dryRun"), 0)
-	check(clitest.Run(t, nil, applyArgs(dsn, out, cp)...), 0)
+	// JSON logs, a report, and a session cache (with its own password,
+	// unreachable, so its failures are logged) on the run that deletes.
+	redisURL := "redis://:" + pass + "@127.0.0.1:1/0"
+	report := filepath.Join(dir, "report.json")
+	check(clitest.Run(t, nil, append(applyArgs(dsn, out, cp), "--logFormat", "json", "--report", report, "--redis", redisURL)...), 0)
 	check(clitest.Run(t, nil, applyArgs(dsn, out, cp)...), 0) // already complete
 	// Failures: wrong password, unknown database, unreachable server, an
 	// existing output, a refused manifest.
@@ -395,6 +399,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 	check(clitest.Run(t, nil, applyArgs(withAddr(t, dsn, "127.0.0.1:1"), out, cp)...), 2)
 	check(clitest.Run(t, nil, applyArgs(wrong, out, filepath.Join(dir, "w.cp"))...), 2)
 	check(clitest.Run(t, []string{"PRUNE_TOKENS_DSN=" + wrong}, "apply", "--manifest", out, "--approve", strings.Repeat("ab", 32)), 2)
+	check(clitest.Run(t, []string{"PRUNE_TOKENS_DSN=" + wrong, "PRUNE_TOKENS_REDIS=" + redisURL}, "apply", "--manifest", out, "--logFormat", "json", "--report", report, "--redisOnly"), 2)
+	check(clitest.Run(t, []string{"PRUNE_TOKENS_REDIS=redis://:" + pass + "@127.0.0.1:1/0?no_such_option=1"}, "apply", "--dsn", dsn, "--manifest", out, "--redisOnly"), 2)
+	check(clitest.Run(t, nil, append([]string{"plan", "--dsn", wrong, "--logFormat", "json"}, planFlags(filepath.Join(dir, "j.parquet"))...)...), 2)
 
 	for _, p := range procs {
 		if strings.Contains(p.Stdout.String()+p.Stderr.String(), pass) {
@@ -421,7 +428,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			t.Errorf("%s has mode %v; want owner-only (0600)", e.Name(), st.Mode().Perm())
 		}
 	}
-	for _, want := range []string{out, summary, cp} {
+	for _, want := range []string{out, summary, cp, report} {
 		if _, err := os.Stat(want); err != nil {
 			t.Errorf("expected artifact %s: %v", want, err)
 		}
