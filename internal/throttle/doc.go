@@ -104,16 +104,18 @@
 //
 // A check sends, concurrently: one SHOW GLOBAL STATUS ... WHERE
 // Variable_name IN (...) to the primary for all load variables and the
-// history length together (the server sums per-connection counters, cost
-// grows with the number of connections; microseconds to a millisecond); on
-// MySQL one more single-row SELECT from INNODB_METRICS; one SHOW REPLICA
-// STATUS (an in-memory read) or one primary-key SELECT of the heartbeat
-// row per replica. A reading that passed is reused for CacheFor (100ms), so
-// even at batch size 1 (a batch a millisecond) the servers see at most ten
-// checks a second; the apply loop pays one round trip (the slowest server)
-// per 100ms. While held, one check each CheckEvery (250ms). Preflight runs
-// each read once. Heartbeat mode adds one SELECT @@server_id,
-// UTC_TIMESTAMP(6) on the primary a minute.
+// history length together; on MySQL one more single-row SELECT from
+// INNODB_METRICS; one SHOW REPLICA STATUS (an in-memory read) or one
+// primary-key SELECT of the heartbeat row per replica. Measured round
+// trips on this project's test machine (MariaDB 10.11, loopback, 3
+// connections): SELECT 1 23µs, the SHOW GLOBAL STATUS 183µs (the server
+// sums every connection's counters, so it grows with connections), the
+// INNODB_METRICS read 83µs, SHOW SLAVE STATUS 57µs. A reading that passed
+// is reused for CacheFor (100ms), so even at batch size 1 the servers see
+// at most ten checks a second, and the apply loop waits for one check (its
+// slowest server) per 100ms. While held, one check each CheckEvery
+// (250ms). Preflight runs each read once. Heartbeat mode adds one SELECT
+// @@server_id, UTC_TIMESTAMP(6) on the primary a minute.
 //
 // # Privileges
 //
