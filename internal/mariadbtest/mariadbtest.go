@@ -2,7 +2,8 @@
 // the database: mariadb-install-db into a temporary data directory, then
 // mariadbd on a free loopback port. The server can be SIGKILLed and
 // restarted on the same data directory and port, as a crashed production
-// server would come back.
+// server would come back. StartPrimary and StartReplica (replica.go) build a
+// primary with real replicas.
 package mariadbtest
 
 import (
