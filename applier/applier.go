@@ -11,6 +11,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"prune-tokens/internal/logging"
 	"prune-tokens/internal/metrics"
 	"prune-tokens/internal/sessioncache"
+	"prune-tokens/internal/throttle"
 	"prune-tokens/manifest"
 )
 
@@ -66,6 +68,12 @@ type Result struct {
 	Complete        bool // every row processed
 	AlreadyComplete bool // the checkpoint said so before this run started
 	StoppedByTime   bool // --maxRuntime ended the run early
+	// StoppedByRequest says why an operator stopped the run early (stop
+	// file, control socket); "" when none did.
+	StoppedByRequest string
+	// Throttle is how the throttler's limits held apply ("never
+	// throttled", or the time per reason); "" without a throttler (dry run).
+	Throttle string
 
 	StartedAt time.Time     // when this run started (Run was called)
 	Elapsed   time.Duration // this run, from the first batch
@@ -126,6 +134,8 @@ type run struct {
 	// guarded says the server runs the guarded DELETEs (deleteBatchGuarded);
 	// otherwise each batch reads and locks its rows first (deleteBatch).
 	guarded bool
+	// gov throttles and takes the operator's commands; nil in a dry run.
+	gov *governor
 }
 
 // testForceLocked, set by a test, makes apply use the read-and-lock path
@@ -256,6 +266,16 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	r := &run{o: o, db: db, res: res, cp: cp, start: time.Now(), guarded: !testForceLocked,
 		prog: newProgress(o.Logger, o.Log, o.Progress, o.StatusEvery, verb, st.Next, st.Total)}
 	if !o.DryRun {
+		log := func(format string, args ...any) { r.prog.info(fmt.Sprintf(format, args...)) }
+		if r.gov, err = newGovernor(ctx, o, db, log, r.prog.latest); err != nil {
+			return nil, &initErr{err}
+		}
+		defer r.gov.close()
+		r.prog.extra = r.gov.statusParts
+		fmt.Fprintf(o.Out, "throttle    %s\n", r.gov.describe(o))
+		if ctl := describeControl(o); ctl != "" {
+			fmt.Fprintf(o.Out, "control     %s\n", ctl)
+		}
 		o.Metrics.RunStart()
 	}
 	if o.Events {
@@ -274,6 +294,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	r.close()
 	res.Elapsed = time.Since(r.start)
 	res.fill(meta, st)
+	if r.gov != nil {
+		for reason, d := range r.gov.newlySpent() {
+			r.waited(reason, d)
+		}
+		res.Throttle = r.gov.thr.Status().Spent()
+	}
 	if o.Events {
 		_, tot := res.Totals()
 		attrs := []any{logging.KeyRows, res.Done, logging.KeyTotal, res.Total, "complete", res.Complete,
@@ -330,22 +356,28 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 	}
 	deadline := r.deadline
 	it := mr.Rows(st.Next)
-	var pending *manifest.Row
-	batch := make([]manifest.Row, 0, o.BatchSize)
+	// carry holds rows read but not yet in a batch: the first row of the
+	// next section, or rows left over when the batch size shrank.
+	var carry []manifest.Row
+	var batch []manifest.Row
 	for {
+		size := o.BatchSize
+		if r.gov != nil {
+			size = r.gov.thr.BatchSize()
+		}
 		// A batch is consecutive rows of one section.
 		batch = batch[:0]
-		if pending != nil {
-			batch = append(batch, *pending)
-			pending = nil
+		for len(carry) > 0 && len(batch) < size && (len(batch) == 0 || carry[0].Section() == batch[0].Section()) {
+			batch = append(batch, carry[0])
+			carry = carry[1:]
 		}
-		for len(batch) < o.BatchSize {
+		for len(carry) == 0 && len(batch) < size {
 			row, ok := it.Next()
 			if !ok {
 				break
 			}
 			if len(batch) > 0 && row.Section() != batch[0].Section() {
-				pending = &row
+				carry = append(carry, row)
 				break
 			}
 			batch = append(batch, row)
@@ -370,6 +402,31 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return r.outOfTime(st)
 		}
+		if r.gov != nil {
+			err := r.gov.gate(ctx, deadline, o.StatusEvery, func() { r.prog.held(st.Next, st.total()) })
+			if ctx.Err() != nil && !errors.Is(err, throttle.ErrCriticalLoad) {
+				err = ErrInterrupted
+			}
+			for reason, d := range r.gov.newlySpent() {
+				r.waited(reason, d)
+			}
+			switch {
+			case errors.Is(err, errStopRequested):
+				return r.stopRequested(st)
+			case errors.Is(err, errOutOfTime):
+				return r.outOfTime(st)
+			case errors.Is(err, ErrInterrupted):
+				return r.interrupted(st)
+			case err != nil:
+				return r.failed(st, err)
+			}
+			// An operator or the batch timer may have shrunk the batch
+			// while apply was held.
+			if n := r.gov.thr.BatchSize(); len(batch) > n {
+				carry = append(slices.Clone(batch[n:]), carry...)
+				batch = batch[:n]
+			}
+		}
 
 		// The rows just read must be the rows verified: an edit in place
 		// during the run stops it before those rows are deleted.
@@ -385,6 +442,9 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 		o.Metrics.BatchStart(sec.Stage, sec.Table)
 		began := time.Now()
 		out, err := r.batch(ctx, sec, batch, st.Next)
+		if r.gov != nil && err == nil {
+			r.gov.thr.Observe(len(batch), time.Since(began))
+		}
 		if !o.DryRun {
 			o.Metrics.BatchEnd(metrics.Batch{Stage: sec.Stage, Table: sec.Table, Deleted: out.Deleted, Gone: out.Gone,
 				Skipped: out.Skipped, Unverified: out.Unverified, Devices: out.Devices, Duration: time.Since(began), Err: err})
@@ -428,13 +488,17 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 		if o.OnBatch != nil {
 			o.OnBatch(st.Next)
 		}
-		if o.Wait > 0 && !o.DryRun && st.Next < st.Total {
-			wait := o.Wait
+		wait := o.Wait
+		sctx := ctx
+		if r.gov != nil {
+			wait, sctx = r.gov.ctl.BatchWait(), r.gov.runCtx // a stop request ends the sleep
+		}
+		if wait > 0 && !o.DryRun && st.Next < st.Total {
 			if !deadline.IsZero() {
 				wait = min(wait, time.Until(deadline))
 			}
 			began := time.Now()
-			sleepCtx(ctx, wait)
+			sleepCtx(sctx, wait)
 			r.waited("wait", time.Since(began))
 		}
 	}
@@ -446,6 +510,15 @@ func (r *run) outOfTime(st *State) error {
 		fmt.Fprintf(r.o.Out, "incomplete: --maxRuntime %s reached at row %d of %d; progress is in %s; rerun the same command to continue\n",
 			r.o.MaxRuntime, st.Next, st.Total, r.o.Checkpoint)
 	}
+	return nil
+}
+
+// stopRequested is a clean stop an operator asked for (stop file or control
+// socket), like --maxRuntime: checkpoint current, exit 0.
+func (r *run) stopRequested(st *State) error {
+	r.res.StoppedByRequest = r.gov.ctl.StopReason()
+	fmt.Fprintf(r.o.Out, "incomplete: stop requested (%s) at row %d of %d; progress is in %s; rerun the same command to continue\n",
+		r.res.StoppedByRequest, st.Next, st.Total, r.o.Checkpoint)
 	return nil
 }
 

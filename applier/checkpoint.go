@@ -40,6 +40,15 @@ type State struct {
 	Sections   []Counts
 }
 
+// total adds up the sections' counters.
+func (s *State) total() Counts {
+	var c Counts
+	for _, x := range s.Sections {
+		c.add(x)
+	}
+	return c
+}
+
 // Complete says whether every row was processed.
 func (s *State) Complete() bool { return s.Next >= s.Total }
 

@@ -14,6 +14,7 @@ import (
 	"prune-tokens/internal/logging"
 	"prune-tokens/internal/metrics"
 	"prune-tokens/internal/sessioncache"
+	"prune-tokens/internal/throttle"
 )
 
 // Defaults, as documented in the README.
@@ -69,6 +70,23 @@ type Options struct {
 	// a crash between a commit and its cleanup).
 	RedisOnly bool
 
+	// Throttling (see package throttle): checked before every batch, with
+	// no transaction open. Replicas are watched for lag (worst counts;
+	// HeartbeatTable reads a pt-heartbeat table instead of SHOW REPLICA
+	// STATUS). Zero MaxReplicaLag, MaxHistoryLength and MaxBatchTime mean
+	// their defaults; throttle.Off turns the last two off.
+	Replicas         []*mysql.Config
+	MaxReplicaLag    time.Duration
+	HeartbeatTable   string
+	MaxLoad          throttle.Thresholds // pause while any is exceeded
+	CriticalLoad     throttle.Thresholds // stop (exit 3) when any stays exceeded
+	MaxHistoryLength int64
+	MaxBatchTime     time.Duration
+
+	// Run control (see package runctl): paused while PauseFile exists;
+	// stopped cleanly when StopFile appears; ControlSocket takes commands.
+	PauseFile, StopFile, ControlSocket string
+
 	// LockName is the named lock to hold; "" = LockName, FxA's. Named locks
 	// are global to a server, so tests that share one give each run its own.
 	LockName     string
@@ -105,6 +123,12 @@ func (o Options) withDefaults() (Options, error) {
 		return o, errors.New("a cache-only run needs the Redis session cache (--redis)")
 	case o.RedisOnly && o.DryRun:
 		return o, errors.New("a cache-only run deletes nothing from the database already; it takes no dry run")
+	case o.MaxReplicaLag < 0:
+		return o, fmt.Errorf("max replica lag %s is negative", o.MaxReplicaLag)
+	case o.MaxBatchTime < 0 && o.MaxBatchTime != throttle.Off:
+		return o, fmt.Errorf("max batch time %s is negative", o.MaxBatchTime)
+	case o.MaxHistoryLength < 0 && o.MaxHistoryLength != throttle.Off:
+		return o, fmt.Errorf("max history length %d is negative", o.MaxHistoryLength)
 	}
 	if o.Approve != "" {
 		a := strings.ToLower(strings.TrimSpace(o.Approve))

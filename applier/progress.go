@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -35,6 +36,13 @@ type progress struct {
 	last      time.Time
 	startRows int64
 	total     int64
+	// extra adds the throttle's state and figures to each status line.
+	extra func() (string, []any)
+	// last* are the latest figures, for status requests from other
+	// goroutines (the control socket).
+	lastMu     sync.Mutex
+	lastDone   int64
+	lastCounts Counts
 }
 
 func newProgress(log *slog.Logger, w io.Writer, mode ProgressMode, every time.Duration, verb string, startRows, total int64) *progress {
@@ -73,6 +81,9 @@ func newProgress(log *slog.Logger, w io.Writer, mode ProgressMode, every time.Du
 // update is called after each batch with the rows done so far (resumed rows
 // included) and the counters over the whole manifest.
 func (p *progress) update(done int64, c Counts) {
+	p.lastMu.Lock()
+	p.lastDone, p.lastCounts = done, c
+	p.lastMu.Unlock()
 	if p.bar != nil {
 		_ = p.bar.Set64(done - p.startRows)
 		return
@@ -87,6 +98,17 @@ func (p *progress) update(done int64, c Counts) {
 
 // status is the one-line summary for logs, and its fields.
 func (p *progress) status(done int64, c Counts) (string, []any) {
+	msg, attrs := p.base(done, c)
+	if p.extra != nil {
+		m, a := p.extra()
+		msg += "; " + m
+		attrs = append(attrs, a...)
+	}
+	return msg, attrs
+}
+
+// base is the status line without the throttle's part.
+func (p *progress) base(done int64, c Counts) (string, []any) {
 	pct := 100.0
 	if p.total > 0 {
 		pct = 100 * float64(done) / float64(p.total)
@@ -102,8 +124,33 @@ func (p *progress) status(done int64, c Counts) (string, []any) {
 	}
 	msg := fmt.Sprintf("%s: %d/%d rows (%.1f%%), %.0f rows/s, ETA %s; deleted %d, already gone %d, skipped by guard %d",
 		p.verb, done, p.total, pct, rate, eta, c.Deleted, c.Gone, c.Skipped)
-	return msg, []any{logging.KeyRows, done, logging.KeyTotal, p.total, logging.KeyRate, int64(rate), logging.KeyETA, eta,
+	attrs := []any{logging.KeyRows, done, logging.KeyTotal, p.total, logging.KeyRate, int64(rate), logging.KeyETA, eta,
 		logging.KeyDeleted, c.Deleted, logging.KeyGone, c.Gone, logging.KeySkipped, c.Skipped}
+	return msg, attrs
+}
+
+// latest is the status line of the latest figures, without the throttle's
+// part; any goroutine may ask.
+func (p *progress) latest() string {
+	p.lastMu.Lock()
+	done, c := p.lastDone, p.lastCounts
+	p.lastMu.Unlock()
+	if done < p.startRows {
+		done = p.startRows
+	}
+	msg, _ := p.base(done, c)
+	return msg
+}
+
+// held logs a status line while apply is held before a batch (the bar, if
+// any, is left as it is: it shows no state).
+func (p *progress) held(done int64, c Counts) {
+	if p.bar != nil {
+		return
+	}
+	p.last = time.Now()
+	msg, attrs := p.status(done, c)
+	p.log.Info(msg, attrs...)
 }
 
 // warn logs a warning without tearing the bar.

@@ -14,6 +14,7 @@ import (
 	"prune-tokens/internal/logging"
 	"prune-tokens/internal/report"
 	"prune-tokens/internal/sessioncache"
+	"prune-tokens/internal/throttle"
 )
 
 // apply flag names; --maxSessionsBatchSize is the old tool's name for the
@@ -29,6 +30,16 @@ const (
 	afMaxRuntime     = "maxRuntime"
 	afDryRun         = "dryRun"
 	afMaxManifestAge = "maxManifestAge"
+	afReplica        = "replica"
+	afMaxReplicaLag  = "maxReplicaLag"
+	afHeartbeat      = "heartbeatTable"
+	afMaxLoad        = "maxLoad"
+	afCriticalLoad   = "criticalLoad"
+	afMaxHistory     = "maxHistoryLength"
+	afMaxBatchTime   = "maxBatchTime"
+	afPauseFile      = "pauseFile"
+	afStopFile       = "stopFile"
+	afControlSocket  = "controlSocket"
 	afRedis          = "redis"
 	afRedisPrefix    = "redisKeyPrefix"
 	afRedisOnly      = "redisOnly"
@@ -53,6 +64,16 @@ func applyCommand() *cli.Command {
 			&cli.StringFlag{Name: afMaxRuntime, Value: "0", Usage: "stop cleanly after `DURATION` (0 = no limit); rerun to continue"},
 			&cli.BoolFlag{Name: afDryRun, Usage: "verify, connect and report what would be deleted, already gone or skipped; delete nothing"},
 			&cli.StringFlag{Name: afMaxManifestAge, Value: "7 days", Usage: "refuse a manifest planned longer ago than `DURATION` (0 = no limit)"},
+			&cli.StringSliceFlag{Name: afReplica, EnvVars: []string{"PRUNE_TOKENS_REPLICAS"}, Usage: "watch the replica at `DSN` for lag (repeat the flag, or comma-separate in the environment); the worst counts"},
+			&cli.StringFlag{Name: afMaxReplicaLag, Value: "1s", Usage: "hold apply while a replica lags more than `DURATION`, or cannot be read"},
+			&cli.StringFlag{Name: afHeartbeat, Usage: "read lag from a pt-heartbeat `DB.TABLE` on each replica (sub-second) instead of SHOW REPLICA STATUS"},
+			&cli.StringSliceFlag{Name: afMaxLoad, Usage: "hold apply while a global status variable is above a limit: `VAR=N[,VAR=N]`, e.g. Threads_running=25"},
+			&cli.StringSliceFlag{Name: afCriticalLoad, Usage: "stop apply (exit 3, resumable) when a global status variable stays above a limit for a second: `VAR=N[,VAR=N]`"},
+			&cli.StringFlag{Name: afMaxHistory, Value: strconv.Itoa(throttle.DefaultMaxHistoryLength), Usage: "hold apply while InnoDB's history list length is above `N` (until below 80% of it); 0 = do not check"},
+			&cli.StringFlag{Name: afMaxBatchTime, Value: "500ms", Usage: "halve the batch size after a batch longer than `DURATION`, grow it back when well under; 0 = fixed batch size"},
+			&cli.StringFlag{Name: afPauseFile, Usage: "hold apply while `FILE` exists"},
+			&cli.StringFlag{Name: afStopFile, Usage: "when `FILE` appears, finish the batch and stop cleanly (exit 0, rerun to continue)"},
+			&cli.StringFlag{Name: afControlSocket, Usage: "take commands on the unix socket `PATH` (mode 0600): status, pause, resume, stop, batch-size=N, wait=D, max-replica-lag=D, max-load=..."},
 			&cli.StringFlag{Name: afRedis, EnvVars: []string{"PRUNE_TOKENS_REDIS"}, Usage: "remove deleted sessions from FxA's Redis session cache at `URL` redis://[:password@]host:6379/0 (rediss:// for TLS)"},
 			&cli.StringFlag{Name: afRedisPrefix, Value: sessioncache.DefaultKeyPrefix, Usage: "the session cache's key `PREFIX` (followed by the uid in hex)"},
 			&cli.BoolFlag{Name: afRedisOnly, Usage: "delete nothing: remove from the session cache every session of the manifest no longer in the database (after a cleanup failed)"},
@@ -63,6 +84,59 @@ func applyCommand() *cli.Command {
 	}
 	cmd.Flags = append(cmd.Flags, statsdFlags()...)
 	return cmd
+}
+
+// parseThrottleArgs reads the throttling and run-control flags.
+func parseThrottleArgs(c *cli.Context, o *applier.Options) error {
+	for _, dsn := range c.StringSlice(afReplica) {
+		cfg, err := dbconn.ParseServer(strings.TrimSpace(dsn))
+		if err != nil {
+			return initErrorf("invalid --%s: %v", afReplica, err)
+		}
+		o.Replicas = append(o.Replicas, cfg)
+	}
+	var err error
+	if o.MaxReplicaLag, err = duration.Parse(c.String(afMaxReplicaLag)); err != nil || o.MaxReplicaLag <= 0 {
+		return initErrorf("invalid --%s %q: want a duration above 0, such as 1s or 500ms", afMaxReplicaLag, c.String(afMaxReplicaLag))
+	}
+	o.HeartbeatTable = strings.TrimSpace(c.String(afHeartbeat))
+	if c.IsSet(afHeartbeat) && len(o.Replicas) == 0 {
+		return initErrorf("--%s reads lag on the replicas: give them with --%s", afHeartbeat, afReplica)
+	}
+	for _, f := range []struct {
+		name string
+		dst  *throttle.Thresholds
+	}{{afMaxLoad, &o.MaxLoad}, {afCriticalLoad, &o.CriticalLoad}} {
+		spec := strings.Join(c.StringSlice(f.name), ",")
+		if *f.dst, err = throttle.ParseThresholds(spec); err != nil {
+			return initErrorf("invalid --%s: %v", f.name, err)
+		}
+	}
+	v := strings.TrimSpace(c.String(afMaxHistory))
+	if o.MaxHistoryLength, err = strconv.ParseInt(v, 10, 64); err != nil || o.MaxHistoryLength < 0 {
+		return initErrorf("invalid --%s %q: want a whole number, 0 to not check", afMaxHistory, v)
+	}
+	if o.MaxHistoryLength == 0 {
+		o.MaxHistoryLength = throttle.Off
+	}
+	if o.MaxBatchTime, err = duration.Parse(c.String(afMaxBatchTime)); err != nil {
+		return initErrorf("invalid --%s: %v", afMaxBatchTime, err)
+	}
+	if o.MaxBatchTime == 0 {
+		o.MaxBatchTime = throttle.Off
+	}
+	o.PauseFile, o.StopFile, o.ControlSocket = c.String(afPauseFile), c.String(afStopFile), c.String(afControlSocket)
+	files := map[string]string{}
+	for _, f := range [][2]string{{afPauseFile, o.PauseFile}, {afStopFile, o.StopFile}, {afControlSocket, o.ControlSocket}, {afManifest, o.Manifest}} {
+		if f[1] == "" {
+			continue
+		}
+		if other, dup := files[f[1]]; dup {
+			return initErrorf("--%s and --%s name the same file %q", other, f[0], f[1])
+		}
+		files[f[1]] = f[0]
+	}
+	return nil
 }
 
 // parseApplyArgs checks every flag before anything is opened.
@@ -109,6 +183,9 @@ func parseApplyArgs(c *cli.Context) (applier.Options, error) {
 	if o.DryRun && (c.IsSet(afCheckpoint) || c.IsSet(afMaxRuntime)) {
 		return o, initErrorf("--dryRun writes no checkpoint and reads only: it takes neither --checkpoint nor --maxRuntime")
 	}
+	if err := parseThrottleArgs(c, &o); err != nil {
+		return o, err
+	}
 	o.RedisOnly = c.Bool(afRedisOnly)
 	switch {
 	case o.RedisOnly && c.String(afRedis) == "":
@@ -147,6 +224,9 @@ func runApply(c *cli.Context) (err error) {
 		return err
 	}
 	ob.secrets.Add(o.DSN.Passwd)
+	for _, r := range o.Replicas {
+		ob.secrets.Add(r.Passwd)
+	}
 	if u := c.String(afRedis); u != "" {
 		cache, err := sessioncache.Open(sessioncache.Options{URL: u, KeyPrefix: c.String(afRedisPrefix)})
 		if err != nil {

@@ -33,13 +33,26 @@ func Parse(dsn string) (*mysql.Config, error) {
 	if dsn == "" {
 		return nil, fmt.Errorf("%w: no DSN given (use --dsn or PRUNE_TOKENS_DSN)", ErrConfig)
 	}
+	cfg, err := ParseServer(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DBName == "" {
+		return nil, fmt.Errorf("%w: the DSN names no database (user:pass@tcp(host:3306)/DATABASE)", ErrConfig)
+	}
+	return cfg, nil
+}
+
+// ParseServer is Parse for a DSN that need not name a database (a replica
+// watched for lag).
+func ParseServer(dsn string) (*mysql.Config, error) {
+	if dsn == "" {
+		return nil, fmt.Errorf("%w: empty DSN", ErrConfig)
+	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		// The driver's message never repeats the DSN, so it cannot leak a password.
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	if cfg.DBName == "" {
-		return nil, fmt.Errorf("%w: the DSN names no database (user:pass@tcp(host:3306)/DATABASE)", ErrConfig)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = ConnectTimeout

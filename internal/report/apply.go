@@ -76,6 +76,12 @@ func Apply(w io.Writer, r *applier.Result) error {
 		}
 		fmt.Fprintf(ew, "Waited between batches: %s.\n", strings.Join(parts, ", "))
 	}
+	if r.Throttle != "" {
+		fmt.Fprintf(ew, "Throttle: %s.\n", r.Throttle)
+	}
+	if r.StoppedByRequest != "" {
+		fmt.Fprintf(ew, "Stopped on request: %s.\n", r.StoppedByRequest)
+	}
 	if r.Cache != nil {
 		fmt.Fprintf(ew, "Session cache: %s\n", cacheLine(r))
 	}

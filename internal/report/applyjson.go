@@ -44,6 +44,8 @@ type applyJSON struct {
 	Batches        int                `json:"batches"`
 	Retries        int                `json:"retries"`
 	Throttled      map[string]float64 `json:"throttled_seconds"`
+	Throttle       string             `json:"throttle,omitempty"`
+	StopReason     string             `json:"stop_reason,omitempty"`
 	SessionCache   *cacheJSON         `json:"session_cache"`
 }
 
@@ -102,7 +104,13 @@ func ApplyJSON(w io.Writer, a ApplyRun) error {
 				Deleted: s.Deleted, Gone: s.Gone, Skipped: s.Skipped, Remaining: s.Planned - s.Processed(),
 				Unverified: s.Unverified, Devices: s.Devices})
 		}
-		out.Batches, out.Retries = r.Batches, r.Retries
+		out.Batches, out.Retries, out.Throttle = r.Batches, r.Retries, r.Throttle
+		switch {
+		case r.StoppedByTime:
+			out.StopReason = "max runtime reached"
+		case r.StoppedByRequest != "":
+			out.StopReason = r.StoppedByRequest
+		}
 		for reason, d := range r.Waited {
 			out.Throttled[reason] = d.Seconds()
 		}
