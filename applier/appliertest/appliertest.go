@@ -5,10 +5,13 @@ package appliertest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -486,4 +489,39 @@ func (f *Fixture) String() string {
 		fmt.Fprintf(&b, "%s=%d/%d ", table, f.Remaining(table), len(f.remain[table]))
 	}
 	return b.String()
+}
+
+// CraftCheckpointSections rewrites every record of the checkpoint at path to
+// claim n sections and seals it with a valid checksum again, as a bug or a
+// hand edit could. It follows the layout of applier/checkpoint.go: two
+// 512-byte slots, each starting with the magic "PTCKPT01", the section count
+// as 8 bytes big-endian at byte 96, and a SHA-256 of the first 480 bytes in
+// the last 32.
+func CraftCheckpointSections(t testing.TB, path string, n uint64) {
+	t.Helper()
+	const slot, countAt, sumAt = 512, 96, 512 - sha256.Size
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 2*slot {
+		t.Fatalf("checkpoint %s is %d bytes, want %d", path, len(b), 2*slot)
+	}
+	crafted := 0
+	for off := 0; off < len(b); off += slot {
+		s := b[off : off+slot]
+		if string(s[:8]) != "PTCKPT01" {
+			continue
+		}
+		binary.BigEndian.PutUint64(s[countAt:], n)
+		sum := sha256.Sum256(s[:sumAt])
+		copy(s[sumAt:], sum[:])
+		crafted++
+	}
+	if crafted == 0 {
+		t.Fatalf("checkpoint %s holds no record to craft", path)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -129,6 +129,34 @@ func TestApplyRefusesBadManifests(t *testing.T) {
 	}
 }
 
+// TestApplyRefusesCraftedCheckpoint: a checkpoint record with a valid
+// checksum that claims more sections than a slot holds is refused with the
+// one-line "damaged" error, exit 2, and nothing is deleted. (11 to 16 sections
+// once made apply read past the slot and panic; a Go panic also exits 2, so
+// the test checks the message, not only the code.)
+func TestApplyRefusesCraftedCheckpoint(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 16, appliertest.Small)
+	path, sum := f.Manifest(t, t.TempDir())
+	cp := path + ".checkpoint"
+	// An apply that cannot reach its server leaves a checkpoint at row 0.
+	if p := clitest.Run(t, nil, "apply", "--dsn", "root@tcp(127.0.0.1:1)/fxa", "--manifest", path); p.Code != exitInit {
+		t.Fatalf("apply against no server: %s", p)
+	}
+	before := db.Checksums(t)
+	for _, n := range []uint64{11, 16} {
+		appliertest.CraftCheckpointSections(t, cp, n)
+		p := clitest.Run(t, []string{"PRUNE_TOKENS_DSN=" + db.DSN}, "apply", "--manifest", path, "--approve", sum)
+		stderr := strings.TrimSpace(p.Stderr.String())
+		if p.Code != exitInit || strings.Contains(stderr, "\n") || !strings.Contains(stderr, "checkpoint "+cp+" is damaged") {
+			t.Errorf("checkpoint claiming %d sections: %s\nwant exit 2 and one line saying the checkpoint is damaged", n, p)
+		}
+	}
+	if !sameChecksums(before, db.Checksums(t)) {
+		t.Fatal("apply with a crafted checkpoint changed the database")
+	}
+}
+
 func TestApplyApprovalAndAge(t *testing.T) {
 	db := dbtest.New(t)
 	f := appliertest.New(t, db, 12, appliertest.Small)
