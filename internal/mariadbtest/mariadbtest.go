@@ -157,15 +157,20 @@ func (s *Server) Running() bool {
 }
 
 // Kill sends SIGKILL and waits for the process to be gone: no shutdown, no
-// flush, like a machine losing power under the database process.
+// flush, like a machine losing power under the database process. The
+// process stays recorded, so Running tells whether it really ended.
 func (s *Server) Kill(t testing.TB) {
 	t.Helper()
 	s.mu.Lock()
 	cmd, done := s.cmd, s.done
-	s.cmd = nil
 	s.mu.Unlock()
 	if cmd == nil {
 		return
+	}
+	select {
+	case <-done:
+		return // ended already (killed before, or crashed)
+	default:
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	select {
