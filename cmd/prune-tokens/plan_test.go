@@ -380,6 +380,8 @@ func TestDuckDBReadsManifest(t *testing.T) {
 	cmd.Stderr = &stderr
 	raw, err := cmd.Output()
 	if err != nil {
+		// The script exits 1 when the digest it recomputes differs from
+		// the file's metadata.
 		t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
 	}
 	var duck struct {
@@ -394,7 +396,8 @@ func TestDuckDBReadsManifest(t *testing.T) {
 			UID       string `json:"uid"`
 			CreatedAt string `json:"created_at"`
 		}
-		Metadata map[string]string
+		Metadata   map[string]string
+		RowsSHA256 string `json:"rows_sha256"` // recomputed by the script from the README's definition
 	}
 	if err := json.Unmarshal(raw, &duck); err != nil {
 		t.Fatalf("DuckDB output: %v\n%s", err, raw)
@@ -432,6 +435,12 @@ func TestDuckDBReadsManifest(t *testing.T) {
 		t.Errorf("prune-tokens read %d rows, DuckDB %d, want 17", i, len(duck.Rows))
 	}
 	m := r.Meta()
+	// The digest, recomputed from the rows DuckDB read by the README's
+	// definition, matches the file's metadata (and what prune-tokens read).
+	if duck.RowsSHA256 == "" || duck.RowsSHA256 != duck.Metadata["prune-tokens.rows_sha256"] || duck.RowsSHA256 != m.RowsSHA256 {
+		t.Errorf("rows digest recomputed with DuckDB %q, file metadata %q, prune-tokens %q",
+			duck.RowsSHA256, duck.Metadata["prune-tokens.rows_sha256"], m.RowsSHA256)
+	}
 	for k, want := range map[string]string{
 		"prune-tokens.format_version": "1",
 		"prune-tokens.rows_sha256":    m.RowsSHA256,
