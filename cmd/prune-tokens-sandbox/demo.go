@@ -23,6 +23,7 @@ import (
 
 	"prune-tokens/applier"
 	"prune-tokens/internal/dbconn"
+	"prune-tokens/internal/sandbox"
 	"prune-tokens/internal/seed"
 	"prune-tokens/manifest"
 )
@@ -120,12 +121,12 @@ func (d *demo) run(ctx context.Context) (err error) {
 	name := "fxa"
 	var server *mysql.Config
 	if d.dsn == "" {
-		sb, err := startSandbox("127.0.0.1:0", d.errw)
+		sb, err := sandbox.Start("127.0.0.1:0", d.errw)
 		if err != nil {
 			return err
 		}
 		defer sb.Close()
-		if server, err = sandboxConfig(sb, name); err != nil {
+		if server, err = sb.Config(name); err != nil {
 			return err
 		}
 		fmt.Fprintf(d.out, "$ prune-tokens-sandbox --listen %s --seed %d --now %d\n", sb.Addr, d.seed.Seed, d.seed.Now)
@@ -140,7 +141,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		fmt.Fprintf(d.out, "Using the server of DEMO_DSN (%s); the demo creates database %s and drops it at the end.\n",
 			dbconn.Redact(server), name)
 		defer func() {
-			if derr := dropDatabase(server, name); derr != nil && err == nil {
+			if derr := sandbox.DropDatabase(server, name); derr != nil && err == nil {
 				err = derr
 			}
 		}()
@@ -148,7 +149,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	d.target = server.Clone()
 	d.target.DBName = name
 	d.redacted = dbconn.Redact(d.target)
-	if d.db, err = createDatabase(ctx, server, name, d.dsn != ""); err != nil {
+	if d.db, err = sandbox.CreateDatabase(ctx, server, name, d.dsn != ""); err != nil {
 		return err
 	}
 	defer d.db.Close()
