@@ -525,3 +525,18 @@ func CraftCheckpointSections(t testing.TB, path string, n uint64) {
 		t.Fatal(err)
 	}
 }
+
+// FirstBatch returns the rows of the first batch apply makes of a section
+// with the given batch size, and the manifest index of its first row.
+func (f *Fixture) FirstBatch(stage, table string, size int) (int, []manifest.Row) {
+	for i, r := range f.Rows {
+		if r.Stage == stage && r.Table == table {
+			end := i
+			for end < len(f.Rows) && end-i < size && f.Rows[end].Stage == stage && f.Rows[end].Table == table {
+				end++
+			}
+			return i, f.Rows[i:end]
+		}
+	}
+	return -1, nil
+}

@@ -3,17 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"prune-tokens/applier"
 	"prune-tokens/applier/appliertest"
 	"prune-tokens/internal/clitest"
 	"prune-tokens/internal/dbtest"
@@ -259,29 +262,62 @@ func TestApplySecondConcurrentApplyRefused(t *testing.T) {
 	f.Check(t)
 }
 
-func TestApplySIGTERMExitsThreeAndResumes(t *testing.T) {
-	db := dbtest.New(t)
-	f := appliertest.New(t, db, 15, appliertest.Small)
-	path, _ := f.Manifest(t, t.TempDir())
-	total := db.Count(t, "signinCodes") + db.Count(t, "sessionTokens")
-	c := startApply(t, db, path, "--batchSize", "1", "--wait", "20ms")
-	c.WaitFor(t, "the first deletes", func() bool {
-		return db.Count(t, "signinCodes")+db.Count(t, "sessionTokens") < total
-	})
-	if err := c.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+// TestApplySignalFinishesTheBatchInFlight: SIGINT or SIGTERM while a batch
+// is in flight (waiting for a row lock another connection holds) does not
+// abort it: apply lets it commit, records it and exits 3 with "interrupted
+// at row N", N the row after that batch; the database shows the batch
+// deleted and the next one untouched; the rerun resumes at N and ends exact.
+func TestApplySignalFinishesTheBatchInFlight(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			db := dbtest.New(t)
+			f := appliertest.New(t, db, 15, appliertest.Small)
+			path, _ := f.Manifest(t, t.TempDir())
+			start, batch := f.FirstBatch(manifest.StageTokenAge, manifest.TableSessionTokens, 7)
+			last := slices.MaxFunc(batch, func(a, b manifest.Row) int { return bytes.Compare(a.Key(), b.Key()) })
+			end := start + len(batch)
+			blk := appliertest.NewBlocker(t, db.SQL)
+			if err := blk.LockSession(last.ID); err != nil {
+				t.Fatal(err)
+			}
+			c := startApply(t, db, path, "--batchSize", "7", "--wait", "0")
+			blk.WaitForWaiter(t) // the batch from row start is in flight
+			if err := c.Cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			// Give the signal time to land while the batch waits: an apply
+			// that aborted its batch on the signal would end here.
+			time.Sleep(500 * time.Millisecond)
+			if c.Exited() {
+				t.Fatalf("apply ended while its batch in flight waited for a row lock: %s", c)
+			}
+			blk.Release(t)
+			if code := c.Wait(t).Code; code != exitOperation {
+				t.Fatalf("%v: exit %d, want 3\n%s", sig, code, c)
+			}
+			want := fmt.Sprintf("interrupted at row %d of %d", end, len(f.Rows))
+			if line := oneErrorLine(t, c.Stderr.String()); !strings.Contains(line, want) || !strings.Contains(line, "rerun the same command") {
+				t.Errorf("%v: %q; want %q and how to resume", sig, line, want)
+			}
+			if next, _, err := applier.Progress(path + ".checkpoint"); err != nil || next != int64(end) {
+				t.Errorf("checkpoint at row %d (%v), want %d", next, err, end)
+			}
+			keys := appliertest.Keys(t, db.SQL, manifest.TableSessionTokens)
+			for _, r := range batch {
+				if keys[hex.EncodeToString(r.ID)] {
+					t.Errorf("session %x of the batch in flight is still there: not committed", r.ID[:4])
+				}
+			}
+			if !keys[hex.EncodeToString(f.Rows[end].ID)] {
+				t.Errorf("session %x after the batch in flight was deleted", f.Rows[end].ID[:4])
+			}
+			code, stdout, stderr := run(t, applyArgs(db, path)...)
+			if code != 0 || !strings.Contains(stdout, fmt.Sprintf("resuming at row %d of ", end)) {
+				t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
+			}
+			f.Check(t)
+		})
 	}
-	if code := c.Wait(t).Code; code != exitOperation {
-		t.Fatalf("SIGTERM: exit %d, want 3\n%s", code, c.Stderr)
-	}
-	if line := oneErrorLine(t, c.Stderr.String()); !strings.Contains(line, "interrupted at row") || !strings.Contains(line, "rerun the same command") {
-		t.Errorf("SIGTERM message: %q", line)
-	}
-	code, stdout, stderr := run(t, applyArgs(db, path)...)
-	if code != 0 || !strings.Contains(stdout, "resuming at row ") {
-		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
-	}
-	f.Check(t)
 }
 
 // TestApplySurvivesSIGKILL kills the real binary at random moments, several
