@@ -540,3 +540,22 @@ func (f *Fixture) FirstBatch(stage, table string, size int) (int, []manifest.Row
 	}
 	return -1, nil
 }
+
+// InsertSessions inserts a sessionTokens row for each manifest row (its id,
+// uid and createdAt), as the data a plan listed them from.
+func InsertSessions(t testing.TB, db *sql.DB, rows []manifest.Row) {
+	t.Helper()
+	for len(rows) > 0 {
+		n := min(len(rows), 1000)
+		args := make([]any, 0, 4*n)
+		for _, r := range rows[:n] {
+			args = append(args, r.ID, r.ID, r.UID, r.CreatedAt)
+		}
+		q := "INSERT INTO sessionTokens (tokenId, tokenData, uid, createdAt) VALUES " +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", n), ", ")
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("insert sessions: %v", err)
+		}
+		rows = rows[n:]
+	}
+}
