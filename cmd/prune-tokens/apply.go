@@ -98,11 +98,16 @@ func parseApplyArgs(c *cli.Context) (applier.Options, error) {
 	return o, nil
 }
 
+// lockWait is how long apply waits for the named lock; zero is the
+// applier's default, as the README documents. Tests shorten it.
+var lockWait time.Duration
+
 func runApply(c *cli.Context) error {
 	o, err := parseApplyArgs(c)
 	if err != nil {
 		return err
 	}
+	o.LockWait = lockWait
 	o.Out = c.App.Writer
 	o.Log = c.App.ErrWriter
 	res, err := applier.Run(c.Context, o)

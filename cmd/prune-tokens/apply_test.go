@@ -320,6 +320,54 @@ func TestApplySignalFinishesTheBatchInFlight(t *testing.T) {
 	}
 }
 
+// TestApplyNamedLockHeld: while another session holds FxA's prune lock,
+// apply deletes nothing. When its wait for the lock gives up it exits 3 (an
+// error during the operation, resumable); with a --maxRuntime shorter than
+// the wait it stops cleanly instead: exit 0, "incomplete". Once the lock is
+// free the same command finishes.
+func TestApplyNamedLockHeld(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 17, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	holder, err := db.SQL.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	var got int
+	if err := holder.QueryRowContext(context.Background(), "SELECT GET_LOCK(?, 60)", applier.LockName).Scan(&got); err != nil || got != 1 {
+		t.Fatalf("take the prune lock: %v %d", err, got)
+	}
+	before := db.Checksums(t)
+	defer func(w time.Duration) { lockWait = w }(lockWait)
+
+	lockWait = 100 * time.Millisecond // the README's 10 minutes, shortened
+	code, _, stderr := run(t, applyArgs(db, path)...)
+	if line := oneErrorLine(t, stderr); code != exitOperation || !strings.Contains(line, "named lock") || !strings.Contains(line, "rerun the same command") {
+		t.Errorf("lock wait given up: exit %d, %q; want exit 3 naming the named lock", code, line)
+	}
+	if !strings.Contains(stderr, "waiting for named lock "+applier.LockName) {
+		t.Errorf("no waiting notice:\n%s", stderr)
+	}
+
+	lockWait = time.Hour
+	code, stdout, stderr := run(t, applyArgs(db, path, "--maxRuntime", "1s")...)
+	if code != exitOK || !strings.Contains(stdout, "incomplete: --maxRuntime 1s reached at row 0") {
+		t.Errorf("--maxRuntime while waiting for the lock: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !sameChecksums(before, db.Checksums(t)) {
+		t.Fatal("apply deleted while the prune lock was held by another session")
+	}
+
+	if _, err := holder.ExecContext(context.Background(), "DO RELEASE_LOCK(?)", applier.LockName); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := run(t, applyArgs(db, path)...); code != exitOK {
+		t.Fatalf("with the lock free: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	f.Check(t)
+}
+
 // TestApplySurvivesSIGKILL kills the real binary at random moments, several
 // times per run, then lets a rerun finish: every table must end exactly as
 // after an uninterrupted apply of the same manifest on identical data.
