@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -513,5 +514,27 @@ func TestStopsWhenManifestChangesDuringApply(t *testing.T) {
 	}
 	if before-after > 7+7 { // the batch's rows plus, at most, their unverified/devices rows
 		t.Errorf("%d rows deleted, more than the first batch could", before-after)
+	}
+}
+
+// TestHeaderNotesAnotherDatabase: apply's header notes when the database it
+// connected to is not the one the plan was made from, and only then.
+func TestHeaderNotesAnotherDatabase(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 18, appliertest.Small)
+	dir := t.TempDir()
+	note := fmt.Sprintf("note      the target database %q is not the plan's source database %q", db.Name, "fxa")
+	for _, src := range []string{"fxa", db.Name} {
+		path, _ := appliertest.WriteManifestFrom(t, dir, src+".parquet", f.Rows, time.Now(), manifest.Source{Host: "127.0.0.1", Port: 3306, Database: src})
+		o := options(t, db, path)
+		o.DryRun = true
+		var out bytes.Buffer
+		o.Out = &out
+		if _, err := Run(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out.String(), note); got != (src != db.Name) {
+			t.Errorf("planned from %q, applied to %q: note printed %v\n%s", src, db.Name, got, out.String())
+		}
 	}
 }

@@ -450,8 +450,15 @@ func head(s []string) []string {
 }
 
 // WriteManifest writes rows as a manifest named name in dir, planned at
-// plannedAt, and returns its path and file SHA-256.
+// plannedAt from database fxa_test on 127.0.0.1:3306, and returns its path
+// and file SHA-256.
 func WriteManifest(t testing.TB, dir, name string, rows []manifest.Row, plannedAt time.Time) (string, string) {
+	t.Helper()
+	return WriteManifestFrom(t, dir, name, rows, plannedAt, manifest.Source{Host: "127.0.0.1", Port: 3306, Database: "fxa_test"})
+}
+
+// WriteManifestFrom is WriteManifest with the plan's source database.
+func WriteManifestFrom(t testing.TB, dir, name string, rows []manifest.Row, plannedAt time.Time, src manifest.Source) (string, string) {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	w, err := manifest.Create(path)
@@ -465,8 +472,7 @@ func WriteManifest(t testing.TB, dir, name string, rows []manifest.Row, plannedA
 		}
 	}
 	if _, err := w.Commit(manifest.Meta{ToolVersion: "test", PlannedAt: plannedAt, Now: Now, TokenCutoff: Cutoff, CodeCutoff: Cutoff,
-		Flags:  map[string]string{"maxTokenAge": "30 days"},
-		Source: manifest.Source{Host: "127.0.0.1", Port: 3306, Database: "fxa_test"}}); err != nil {
+		Flags: map[string]string{"maxTokenAge": "30 days"}, Source: src}); err != nil {
 		t.Fatal(err)
 	}
 	sum, err := manifest.FileSHA256(path)

@@ -5,11 +5,15 @@ import (
 	"context"
 	"database/sql"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"prune-tokens/internal/clitest"
 	"prune-tokens/internal/dbtest"
 	"prune-tokens/internal/sandbox"
 	"prune-tokens/internal/seed"
@@ -154,6 +158,33 @@ func TestSandboxRejectsWhatTheREADMESays(t *testing.T) {
 	var n int64
 	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM sessionTokens WHERE tokenId = ?", tok).Scan(&n); err != nil || n != 1 {
 		t.Errorf("the refused DELETE deleted: %d rows left, %v", n, err)
+	}
+}
+
+// TestPlanNotesSnapshotFallback: plan against the sandbox, which refuses
+// START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY, still writes the
+// manifest and says on stderr that it fell back to a plain read-only
+// transaction; against MariaDB, which accepts it, it says nothing of the
+// kind.
+func TestPlanNotesSnapshotFallback(t *testing.T) {
+	sb, _, _ := startSeeded(t)
+	maria := dbtest.New(t)
+	const note = "prune-tokens: note: the server refused START TRANSACTION WITH CONSISTENT SNAPSHOT"
+	for _, c := range []struct {
+		name, dsn string
+		note      bool
+	}{{"sandbox", sb.DSN("fxa"), true}, {"MariaDB", maria.DSN, false}} {
+		out := filepath.Join(t.TempDir(), "plan.parquet")
+		p := clitest.Run(t, nil, "plan", "--dsn", c.dsn, "--out", out, "--now", strconv.FormatInt(testNow, 10), "--maxTokenAge", "30 days")
+		if p.Code != 0 {
+			t.Fatalf("plan on %s: %s", c.name, p)
+		}
+		if _, err := os.Stat(out); err != nil {
+			t.Errorf("plan on %s wrote no manifest: %v", c.name, err)
+		}
+		if got := strings.Contains(p.Stderr.String(), note); got != c.note {
+			t.Errorf("plan on %s: snapshot note printed %v, want %v\n%s", c.name, got, c.note, p.Stderr)
+		}
 	}
 }
 
