@@ -23,19 +23,6 @@ func populate(ctx context.Context, db *sql.DB, cfg seed.Config, log io.Writer) (
 	return n, nil
 }
 
-// counts reads COUNT(*) of every FxA table.
-func counts(ctx context.Context, db *sql.DB) (map[string]int64, error) {
-	out := map[string]int64{}
-	for _, t := range tables {
-		var n int64
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `"+t+"`").Scan(&n); err != nil {
-			return nil, fmt.Errorf("count %s: %w", t, err)
-		}
-		out[t] = n
-	}
-	return out, nil
-}
-
 // tables are the nine FxA tables, in the order of testdata/schema.sql.
 var tables = []string{
 	"sessionTokens", "unverifiedTokens", "devices",
