@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 var dataFlags = []cli.Flag{
 	&cli.Int64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic data (same seed and --now, same rows)"},
 	&cli.StringFlag{Name: "now", Usage: "instant the data is aged from: ms since the epoch or RFC 3339 (default: the current time)"},
-	&cli.IntFlag{Name: "sessions", Usage: "about this many session tokens, 30% in a few heavy accounts (default: the demo data set, ~14,000 sessions and ~30,000 rows in all)"},
+	&cli.IntFlag{Name: "sessions", Usage: "about this many session tokens, 30% in a few heavy accounts (default: the demo data set, ~5,600 sessions and ~16,000 rows in all)"},
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
