@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,19 +14,17 @@ import (
 	"prune-tokens/manifest"
 )
 
-// The batch in flight, in these tests, is the first of the token-age
-// sessions (batch size 7); a second connection locks its row with the
-// highest key, so the batch waits there holding the rows before it.
+// In these tests the batch in flight is the first of the token-age sessions
+// (batch size 7, as options sets), and a second connection holds its row
+// with the highest key.
 const inflightSeed = 42
 
-func inflightBatch(t *testing.T, f *appliertest.Fixture) (start int, batch []manifest.Row, first, last manifest.Row) {
+// holdInflight seeds the fixture, writes its manifest and holds the batch.
+func holdInflight(t *testing.T) (*appliertest.Fixture, string, *appliertest.HeldBatch) {
 	t.Helper()
-	start, batch = f.FirstBatch(manifest.StageTokenAge, manifest.TableSessionTokens, 7)
-	if len(batch) < 3 {
-		t.Fatalf("fixture: first token-age batch has %d rows", len(batch))
-	}
-	byKey := func(a, b manifest.Row) int { return bytes.Compare(a.Key(), b.Key()) }
-	return start, batch, slices.MinFunc(batch, byKey), slices.MaxFunc(batch, byKey)
+	f := appliertest.New(t, dbtest.New(t), inflightSeed, appliertest.Small)
+	path, _ := f.Manifest(t, t.TempDir())
+	return f, path, f.HoldFirstSessionBatch(t, manifest.StageTokenAge, 7)
 }
 
 // uninterrupted applies the same fixture's manifest to a copy of the data
@@ -64,21 +61,15 @@ func runAsync(ctx context.Context, o Options) <-chan runResult {
 // waits for a row lock; the database and the checkpoint then show the batch
 // committed, not rolled back, and the rows after it untouched.
 func TestInterruptFinishesTheBatchInFlight(t *testing.T) {
-	db := dbtest.New(t)
-	f := appliertest.New(t, db, inflightSeed, appliertest.Small)
-	path, _ := f.Manifest(t, t.TempDir())
-	start, batch, _, last := inflightBatch(t, f)
-	end := int64(start + len(batch))
-	blk := appliertest.NewBlocker(t, db.SQL)
-	if err := blk.LockSession(last.ID); err != nil {
-		t.Fatal(err)
-	}
+	f, path, held := holdInflight(t)
+	db, batch := f.DB, held.Rows
+	end := int64(held.Start + len(batch))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := runAsync(ctx, options(t, db, path))
-	blk.WaitForWaiter(t) // the batch from row start is in flight
+	held.Blocker.WaitForWaiter(t) // the batch is in flight
 	cancel()
-	blk.Release(t)
+	held.Blocker.Release(t)
 	r := <-done
 	if !errors.Is(r.err, ErrInterrupted) || IsInit(r.err) {
 		t.Fatalf("err = %v, want interrupted", r.err)
@@ -155,15 +146,9 @@ func checkRetriedExactly(t *testing.T, f *appliertest.Fixture, r runResult, log 
 // induced by a second connection holding a row of the batch, is retried on
 // a new connection, and the run ends exactly as an uninterrupted one.
 func TestRetriesLockWaitTimeout(t *testing.T) {
-	db := dbtest.New(t)
-	f := appliertest.New(t, db, inflightSeed, appliertest.Small)
-	path, _ := f.Manifest(t, t.TempDir())
-	_, _, _, last := inflightBatch(t, f)
-	blk := appliertest.NewBlocker(t, db.SQL)
-	if err := blk.LockSession(last.ID); err != nil {
-		t.Fatal(err)
-	}
-	o := options(t, db, path)
+	f, path, held := holdInflight(t)
+	blk := held.Blocker
+	o := options(t, f.DB, path)
 	o.DSN.Params = map[string]string{"innodb_lock_wait_timeout": "1"} // a session variable
 	// The blocker lets go once apply has hit the timeout and logged its retry.
 	log := &lineHook{match: "transient error", fn: func() { blk.Release(t) }}
@@ -179,24 +164,18 @@ func TestRetriesLockWaitTimeout(t *testing.T) {
 // retries the batch on a new connection once the other lets go. The run ends
 // exactly as an uninterrupted one.
 func TestRetriesDeadlock(t *testing.T) {
-	db := dbtest.New(t)
-	f := appliertest.New(t, db, inflightSeed, appliertest.Small)
-	path, _ := f.Manifest(t, t.TempDir())
-	_, _, first, last := inflightBatch(t, f)
-	blk := appliertest.NewBlocker(t, db.SQL)
+	f, path, held := holdInflight(t)
+	blk := held.Blocker
 	// Weight: InnoDB picks as the victim the transaction that changed fewer
 	// rows; these inserts are rolled back with the blocker.
 	blk.Exec(t, "INSERT INTO keyFetchTokens (tokenId, authKey, uid, keyBundle, createdAt) "+
 		"SELECT UNHEX(SHA2(seq, 256)), UNHEX(SHA2(seq, 256)), UNHEX(MD5(seq)), REPEAT('k', 96), seq FROM seq_1_to_500")
-	if err := blk.LockSession(last.ID); err != nil {
-		t.Fatal(err)
-	}
 	log := &lineHook{}
-	o := options(t, db, path)
+	o := options(t, f.DB, path)
 	o.Log = log
 	done := runAsync(context.Background(), o)
 	blk.WaitForWaiter(t) // apply holds the batch's first rows and waits for the last
-	if err := blk.LockSession(first.ID); err != nil {
+	if err := blk.LockSession(held.First.ID); err != nil {
 		t.Fatalf("the test's connection was chosen as the deadlock victim (or failed): %v", err)
 	}
 	blk.Release(t)

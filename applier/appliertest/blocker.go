@@ -1,10 +1,14 @@
 package appliertest
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"slices"
 	"testing"
 	"time"
+
+	"prune-tokens/manifest"
 )
 
 // Blocker is a second client in the middle of a transaction, as the service
@@ -88,4 +92,31 @@ func (b *Blocker) Release(t testing.TB) {
 	if err := b.tx.Rollback(); err != nil && err != sql.ErrTxDone {
 		t.Errorf("blocker: rollback: %v", err)
 	}
+}
+
+// HeldBatch is a batch of sessions whose last row, by key, a Blocker holds:
+// apply's batch takes the rows in key order, so it waits there holding the
+// rows before it.
+type HeldBatch struct {
+	Start       int            // manifest index of the batch's first row
+	Rows        []manifest.Row // the batch, in manifest order
+	First, Last manifest.Row   // lowest and highest key
+	Blocker     *Blocker
+}
+
+// HoldFirstSessionBatch locks, from a new Blocker, the last row of the first
+// batch apply makes, with batches of size, of the sessions of stage.
+func (f *Fixture) HoldFirstSessionBatch(t testing.TB, stage string, size int) *HeldBatch {
+	t.Helper()
+	start, rows := f.FirstBatch(stage, manifest.TableSessionTokens, size)
+	if len(rows) < 2 {
+		t.Fatalf("fixture: the first %s batch has %d rows", stage, len(rows))
+	}
+	byKey := func(a, b manifest.Row) int { return bytes.Compare(a.Key(), b.Key()) }
+	h := &HeldBatch{Start: start, Rows: rows, First: slices.MinFunc(rows, byKey), Last: slices.MaxFunc(rows, byKey),
+		Blocker: NewBlocker(t, f.DB.SQL)}
+	if err := h.Blocker.LockSession(h.Last.ID); err != nil {
+		t.Fatalf("blocker: lock session: %v", err)
+	}
+	return h
 }

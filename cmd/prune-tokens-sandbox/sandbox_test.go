@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"io"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"prune-tokens/internal/clitest"
 	"prune-tokens/internal/dbtest"
 	"prune-tokens/internal/sandbox"
+	"prune-tokens/internal/sandbox/sandboxtest"
 	"prune-tokens/internal/seed"
 )
 
@@ -23,29 +23,16 @@ var testNow = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC).UnixMilli()
 
 // startSeeded runs a sandbox in this process with a small data set (the
 // server runs under -race here) that still has three heavy accounts.
-func startSeeded(t *testing.T) (*sandbox.Server, *sql.DB, seed.Counts) {
+func startSeeded(t *testing.T) (*dbtest.DB, seed.Counts) {
 	t.Helper()
-	sb, err := sandbox.Start("127.0.0.1:0", io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	cfg, err := sb.Config("fxa")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sandbox.CreateDatabase(context.Background(), cfg, "fxa", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	d := sandboxtest.New(t)
 	sc := seed.DefaultConfig(1, testNow)
 	sc.Accounts, sc.HeavySessions = 300, 600
-	n, err := populate(context.Background(), db, sc, io.Discard)
+	n, err := populate(context.Background(), d.SQL, sc, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sb, db, n
+	return d, n
 }
 
 // The sandbox serves the seeded FxA tables over the MySQL protocol with the
@@ -53,8 +40,8 @@ func startSeeded(t *testing.T) (*sandbox.Server, *sql.DB, seed.Counts) {
 // apply send is tested on the sandbox where it is built: planner's
 // TestPlanOnSandbox and applier's TestApplyOnSandbox.
 func TestSandboxServesTheSeededData(t *testing.T) {
-	_, db, seeded := startSeeded(t)
-	ctx := context.Background()
+	d, seeded := startSeeded(t)
+	db, ctx := d.SQL, context.Background()
 	got, err := takeSnapshot(ctx, db)
 	if err != nil {
 		t.Fatal(err)
@@ -107,8 +94,8 @@ func TestSandboxServesTheSeededData(t *testing.T) {
 // measured: a go-mysql-server upgrade that changes one fails here, so the
 // README (and any fallback in the tools) is revisited.
 func TestSandboxRejectsWhatTheREADMESays(t *testing.T) {
-	_, db, _ := startSeeded(t)
-	ctx := context.Background()
+	d, _ := startSeeded(t)
+	db, ctx := d.SQL, context.Background()
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -167,13 +154,13 @@ func TestSandboxRejectsWhatTheREADMESays(t *testing.T) {
 // transaction; against MariaDB, which accepts it, it says nothing of the
 // kind.
 func TestPlanNotesSnapshotFallback(t *testing.T) {
-	sb, _, _ := startSeeded(t)
+	sb, _ := startSeeded(t)
 	maria := dbtest.New(t)
 	const note = "prune-tokens: note: the server refused START TRANSACTION WITH CONSISTENT SNAPSHOT"
 	for _, c := range []struct {
 		name, dsn string
 		note      bool
-	}{{"sandbox", sb.DSN("fxa"), true}, {"MariaDB", maria.DSN, false}} {
+	}{{"sandbox", sb.DSN, true}, {"MariaDB", maria.DSN, false}} {
 		out := filepath.Join(t.TempDir(), "plan.parquet")
 		p := clitest.Run(t, nil, "plan", "--dsn", c.dsn, "--out", out, "--now", strconv.FormatInt(testNow, 10), "--maxTokenAge", "30 days")
 		if p.Code != 0 {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -273,15 +272,10 @@ func TestApplySignalFinishesTheBatchInFlight(t *testing.T) {
 			db := dbtest.New(t)
 			f := appliertest.New(t, db, 15, appliertest.Small)
 			path, _ := f.Manifest(t, t.TempDir())
-			start, batch := f.FirstBatch(manifest.StageTokenAge, manifest.TableSessionTokens, 7)
-			last := slices.MaxFunc(batch, func(a, b manifest.Row) int { return bytes.Compare(a.Key(), b.Key()) })
-			end := start + len(batch)
-			blk := appliertest.NewBlocker(t, db.SQL)
-			if err := blk.LockSession(last.ID); err != nil {
-				t.Fatal(err)
-			}
+			held := f.HoldFirstSessionBatch(t, manifest.StageTokenAge, 7)
+			batch, end := held.Rows, held.Start+len(held.Rows)
 			c := startApply(t, db, path, "--batchSize", "7", "--wait", "0")
-			blk.WaitForWaiter(t) // the batch from row start is in flight
+			held.Blocker.WaitForWaiter(t) // the batch is in flight
 			if err := c.Cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
@@ -291,7 +285,7 @@ func TestApplySignalFinishesTheBatchInFlight(t *testing.T) {
 			if c.Exited() {
 				t.Fatalf("apply ended while its batch in flight waited for a row lock: %s", c)
 			}
-			blk.Release(t)
+			held.Blocker.Release(t)
 			if code := c.Wait(t).Code; code != exitOperation {
 				t.Fatalf("%v: exit %d, want 3\n%s", sig, code, c)
 			}
