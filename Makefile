@@ -31,18 +31,22 @@ $(DUCKDB_STAMP): testdata/duckdb/package.json testdata/duckdb/package-lock.json
 	npm ci --prefix testdata/duckdb --no-audit --no-fund
 	@touch $@
 
-# Fuzzing: the manifest reader and the duration parser must turn any input
-# into a clean error, never a panic. make test runs each target briefly;
+# Fuzzing: the manifest reader, the checkpoint reader and the duration parser
+# must turn any input into a clean error, never a panic. make test runs each target briefly;
 # make fuzz runs them longer (FUZZTIME each), keeping finds in testdata/fuzz.
-FUZZ_TARGETS := ./manifest:FuzzManifest ./manifest:FuzzManifestRows ./internal/duration:FuzzParse ./internal/sessioncache:FuzzCut
+FUZZ_TARGETS := ./manifest:FuzzManifest ./manifest:FuzzManifestRows ./applier:FuzzCheckpoint ./internal/duration:FuzzParse ./internal/sessioncache:FuzzCut
 FUZZTIME ?= 5m
+# Go minimizes every new interesting input for up to 60 s by default, which
+# can take a whole 10 s smoke run (each run re-snapshots the coverage of a
+# large test binary); a bounded number of tries keeps the time for fuzzing.
+FUZZMINIMIZE ?= 100x
 .PHONY: fuzz fuzz-smoke test-faults
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 fuzz:
 	@log=$$(mktemp); trap 'rm -f $$log' EXIT; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
-		if ! $(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg >$$log 2>&1; then \
+		if ! $(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) $$pkg >$$log 2>&1; then \
 			grep -v '^parquet: warning' $$log | tail -40; exit 1; fi; \
 	done
 

@@ -6,14 +6,13 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 
 	"prune-tokens/applier/appliertest"
 	"prune-tokens/internal/dbconn"
@@ -323,6 +322,9 @@ func TestSurvivesKilledConnection(t *testing.T) {
 	}
 }
 
+// TestRefusesUnreachableServer: an unreachable server is an init error
+// naming it. The checkpoint apply created first records row 0, so the run
+// against the right server is a fresh start, not a resume, and ends exact.
 func TestRefusesUnreachableServer(t *testing.T) {
 	db := dbtest.New(t)
 	f := appliertest.New(t, db, 7, appliertest.Small)
@@ -335,9 +337,19 @@ func TestRefusesUnreachableServer(t *testing.T) {
 	if !IsInit(err) || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("unreachable server: err = %v, want an init error naming it", err)
 	}
-	if n := db.Count(t, "sessionTokens"); n != len(appliertest.Keys(t, db.SQL, "sessionTokens")) || n < len(f.Rows)/2 {
-		t.Fatalf("sessionTokens: %d rows", n)
+	if next, total, err := Progress(CheckpointPath(path)); err != nil || next != 0 || total != int64(len(f.Rows)) {
+		t.Fatalf("checkpoint after the refusal: row %d of %d, %v; want row 0 of %d", next, total, err, len(f.Rows))
 	}
+	var out bytes.Buffer
+	o = options(t, db, path)
+	o.Out = &out
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "resuming") {
+		t.Errorf("a checkpoint at row 0 was resumed:\n%s", out.String())
+	}
+	f.Check(t)
 }
 
 func TestRefusesCheckpointOfAnotherManifest(t *testing.T) {
@@ -401,22 +413,51 @@ func TestStopsWhenProgressCannotBeRecorded(t *testing.T) {
 	f.Check(t)
 }
 
+// TestRefusesBadOptions: each bad option is refused before anything else
+// happens (no checkpoint appears), naming its own flag. The manifest is
+// valid, so nothing but the option can cause the refusal; the same options
+// without the fault get as far as connecting.
 func TestRefusesBadOptions(t *testing.T) {
-	cfg := &mysql.Config{}
-	if o, err := (Options{DSN: cfg, Manifest: "x"}).withDefaults(); err != nil || o.LockName != "fxa-auth-server.prune-lock" {
+	dir := t.TempDir()
+	rows := []manifest.Row{{Stage: manifest.StageCodeAge, Table: manifest.TableSigninCodes, ID: b(1, 32), UID: b(2, 16), CreatedAt: 1}}
+	path, sum := appliertest.WriteManifest(t, dir, "plan.parquet", rows, time.Now())
+	cfg, err := dbconn.Parse("root@tcp(127.0.0.1:1)/fxa") // nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := (Options{DSN: cfg, Manifest: path}).withDefaults(); err != nil || o.LockName != "fxa-auth-server.prune-lock" {
 		t.Errorf("default lock %q, %v; want FxA's", o.LockName, err)
 	}
-	for _, o := range []Options{
-		{Manifest: "x"},
-		{DSN: cfg},
-		{DSN: cfg, Manifest: "x", BatchSize: -1},
-		{DSN: cfg, Manifest: "x", BatchSize: MaxBatchSize + 1},
-		{DSN: cfg, Manifest: "x", Approve: "abc"},
-		{DSN: cfg, Manifest: "x", Wait: -time.Second},
+	valid := Options{DSN: cfg, Manifest: path, Approve: sum, BatchSize: 5, Wait: time.Second,
+		MaxRuntime: time.Minute, MaxManifestAge: time.Hour, Retry: RetryPolicy{Attempts: 1, Initial: time.Millisecond, Max: time.Millisecond}}
+	for _, c := range []struct {
+		flag string
+		bad  func(*Options)
+	}{
+		{"--dsn", func(o *Options) { o.DSN = nil }},
+		{"--manifest", func(o *Options) { o.Manifest = "" }},
+		{"--batchSize", func(o *Options) { o.BatchSize = -1 }},
+		{"--batchSize", func(o *Options) { o.BatchSize = MaxBatchSize + 1 }},
+		{"--approve", func(o *Options) { o.Approve = "abc" }},
+		{"--wait", func(o *Options) { o.Wait = -time.Second }},
+		{"--maxRuntime", func(o *Options) { o.MaxRuntime = -time.Second }},
+		{"--maxManifestAge", func(o *Options) { o.MaxManifestAge = -time.Second }},
 	} {
-		if _, err := Run(context.Background(), o); !IsInit(err) {
-			t.Errorf("%+v: err = %v, want init error", o, err)
+		o := valid
+		o.Checkpoint = filepath.Join(dir, strings.TrimPrefix(c.flag, "--")+".checkpoint")
+		c.bad(&o)
+		_, err := Run(context.Background(), o)
+		if !IsInit(err) || !strings.Contains(err.Error(), c.flag) {
+			t.Errorf("bad %s: err = %v, want an init error naming %s", c.flag, err, c.flag)
 		}
+		if _, serr := os.Stat(o.Checkpoint); serr == nil {
+			t.Errorf("bad %s: a checkpoint was created before the options were refused", c.flag)
+		}
+	}
+	// The control: the same options, none bad, are refused only at the
+	// unreachable server.
+	if _, err := Run(context.Background(), valid); !IsInit(err) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("valid options: err = %v, want the unreachable server", err)
 	}
 }
 
@@ -515,5 +556,27 @@ func TestAppliesVersion1Manifest(t *testing.T) {
 	f.Check(t)
 	if planned, tot := res.Totals(); tot.Deleted != planned || planned != int64(len(f.Rows)) {
 		t.Errorf("deleted %d of %d planned, fixture lists %d", tot.Deleted, planned, len(f.Rows))
+	}
+}
+
+// TestHeaderNotesAnotherDatabase: apply's header notes when the database it
+// connected to is not the one the plan was made from, and only then.
+func TestHeaderNotesAnotherDatabase(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 18, appliertest.Small)
+	dir := t.TempDir()
+	note := fmt.Sprintf("note      the target database %q is not the plan's source database %q", db.Name, "fxa")
+	for _, src := range []string{"fxa", db.Name} {
+		path, _ := appliertest.WriteManifestFrom(t, dir, src+".parquet", f.Rows, time.Now(), manifest.Source{Host: "127.0.0.1", Port: 3306, Database: src})
+		o := options(t, db, path)
+		o.DryRun = true
+		var out bytes.Buffer
+		o.Out = &out
+		if _, err := Run(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out.String(), note); got != (src != db.Name) {
+			t.Errorf("planned from %q, applied to %q: note printed %v\n%s", src, db.Name, got, out.String())
+		}
 	}
 }

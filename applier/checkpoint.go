@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -21,11 +22,22 @@ import (
 // slot with the highest sequence number. The file is created whole (temporary
 // file, fsync, rename), so its size never changes afterwards and a disk that
 // fills up during a run cannot stop progress from being recorded.
+//
+// A slot is a header (magic, seq, rows and file digests, total, next,
+// section count), the sections' counters, and a SHA-256 of everything before
+// it in its last bytes. maxSections is what the layout leaves room for; the
+// encoder and the decoder both hold to it, so a slot can never spill into its
+// checksum, and a slot with a valid checksum that claims more sections is
+// damaged rather than read past its end.
 const (
 	slotSize       = 512
 	checkpointSize = 2 * slotSize
 	sumOffset      = slotSize - sha256.Size
-	maxSections    = 16 // room in a slot; manifest.Sections has 7
+	headerSize     = 8 + 8 + sha256.Size + sha256.Size + 8 + 8 + 8
+	countsPerSec   = 5 // Deleted, Gone, Skipped, Unverified, Devices
+	sectionSize    = countsPerSec * 8
+	maxSections    = (sumOffset - headerSize) / sectionSize // 9; manifest.Sections has 7
+	countOffset    = headerSize - 8                         // the section count
 )
 
 var checkpointMagic = [8]byte{'P', 'T', 'C', 'K', 'P', 'T', '0', '1'}
@@ -70,7 +82,7 @@ func encodeSlot(buf []byte, seq uint64, s *State) error {
 		return fmt.Errorf("checkpoint: file digest %q is not a SHA-256", s.FileSHA256)
 	}
 	if len(s.Sections) > maxSections {
-		return fmt.Errorf("checkpoint: %d sections, room for %d", len(s.Sections), maxSections)
+		return fmt.Errorf("checkpoint: %d sections, a slot has room for %d", len(s.Sections), maxSections)
 	}
 	b := buf[:0]
 	b = append(b, checkpointMagic[:]...)
@@ -103,11 +115,11 @@ func decodeSlot(buf []byte) (seq uint64, s *State, ok bool) {
 	seq = u64(8)
 	s = &State{RowsSHA256: hex.EncodeToString(buf[16:48]), FileSHA256: hex.EncodeToString(buf[48:80]),
 		Total: int64(u64(80)), Next: int64(u64(88))}
-	n := int(u64(96))
+	n := u64(countOffset)
 	if n > maxSections || s.Next < 0 || s.Next > s.Total {
 		return 0, nil, false
 	}
-	off := 104
+	off := headerSize
 	for range n {
 		var c Counts
 		for _, v := range []*int64{&c.Deleted, &c.Gone, &c.Skipped, &c.Unverified, &c.Devices} {
@@ -177,7 +189,7 @@ func openCheckpoint(path string, m *manifest.Meta, fileSHA string) (cp *Checkpoi
 	seq, st, err := readCheckpoint(f)
 	if err != nil {
 		f.Close()
-		return nil, false, fmt.Errorf("checkpoint %s: %w", path, err)
+		return nil, false, fmt.Errorf("checkpoint %s %w", path, err)
 	}
 	if st.RowsSHA256 != m.RowsSHA256 || st.FileSHA256 != fileSHA || st.Total != m.RowCount {
 		f.Close()
@@ -191,13 +203,17 @@ func openCheckpoint(path string, m *manifest.Meta, fileSHA string) (cp *Checkpoi
 	return &Checkpoint{path: path, f: f, lock: lf, seq: seq, buf: make([]byte, slotSize), State: st}, true, nil
 }
 
-func readCheckpoint(f *os.File) (uint64, *State, error) {
+// readCheckpoint reads the newest valid record of a checkpoint file.
+func readCheckpoint(f io.ReaderAt) (uint64, *State, error) {
 	buf := make([]byte, checkpointSize+1)
 	n, err := f.ReadAt(buf, 0)
-	if err != nil && n == 0 {
-		return 0, nil, fmt.Errorf("read: %w", err)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, nil, fmt.Errorf("cannot be read: %w", err)
 	}
-	if n != checkpointSize {
+	switch {
+	case n > checkpointSize:
+		return 0, nil, fmt.Errorf("is more than %d bytes: not a checkpoint", checkpointSize)
+	case n < checkpointSize:
 		return 0, nil, fmt.Errorf("is %d bytes, not a checkpoint (%d bytes)", n, checkpointSize)
 	}
 	var best *State

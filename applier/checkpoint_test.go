@@ -1,12 +1,16 @@
 package applier
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"prune-tokens/applier/appliertest"
 	"prune-tokens/manifest"
 )
 
@@ -111,6 +115,61 @@ func TestCheckpointRefusesOtherManifestAndSecondUser(t *testing.T) {
 	}
 	if _, _, err := openCheckpoint(path, m, strings.Repeat("00", 32)); err == nil || !strings.Contains(err.Error(), "another manifest") {
 		t.Errorf("other file digest: %v", err)
+	}
+}
+
+// The slot layout leaves room for maxSections sections before the checksum:
+// the encoder refuses one more (it would overwrite the checksum) and keeps
+// what fits intact.
+func TestCheckpointSlotHoldsWhatFits(t *testing.T) {
+	if headerSize+maxSections*sectionSize > sumOffset || headerSize+(maxSections+1)*sectionSize <= sumOffset {
+		t.Fatalf("maxSections %d does not match the layout (header %d, %d bytes a section, checksum at %d)", maxSections, headerSize, sectionSize, sumOffset)
+	}
+	if maxSections < len(manifest.Sections) {
+		t.Fatalf("a slot holds %d sections, the manifest has %d", maxSections, len(manifest.Sections))
+	}
+	m, sha := testMeta()
+	st := newState(m, sha)
+	st.Next = 42
+	st.Sections = make([]Counts, maxSections)
+	for i := range st.Sections {
+		st.Sections[i] = Counts{Deleted: int64(i) + 1, Gone: -1, Skipped: 1 << 62, Unverified: 7, Devices: int64(i)}
+	}
+	buf := make([]byte, slotSize)
+	if err := encodeSlot(buf, 9, st); err != nil {
+		t.Fatal(err)
+	}
+	seq, got, ok := decodeSlot(buf)
+	if !ok || seq != 9 || got.Next != 42 || len(got.Sections) != maxSections || got.Sections[maxSections-1] != st.Sections[maxSections-1] {
+		t.Fatalf("round trip of %d sections: ok=%v seq=%d state %+v", maxSections, ok, seq, got)
+	}
+	st.Sections = append(st.Sections, Counts{})
+	if err := encodeSlot(buf, 10, st); err == nil {
+		t.Errorf("encoded %d sections into a slot with room for %d", len(st.Sections), maxSections)
+	}
+}
+
+// A slot with a valid checksum that claims more sections than fit is
+// damaged: refused with the documented message, never read past its end.
+func TestCheckpointRefusesCraftedSectionCount(t *testing.T) {
+	m, sha := testMeta()
+	for _, n := range []uint64{maxSections + 1, 11, 16, 17, 1 << 32, 1<<63 + 1, ^uint64(0)} {
+		path := filepath.Join(t.TempDir(), "c")
+		cp, _, err := openCheckpoint(path, m, sha)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp.Close()
+		appliertest.CraftCheckpointSections(t, path, n)
+		b, _ := os.ReadFile(path)
+		slot := b[slotSize:]
+		if sum := sha256.Sum256(slot[:sumOffset]); !bytes.Equal(sum[:], slot[sumOffset:]) || binary.BigEndian.Uint64(slot[countOffset:]) != n {
+			t.Fatalf("n=%d: the crafted slot does not carry a valid checksum and the count: the test would prove nothing", n)
+		}
+		_, _, err = openCheckpoint(path, m, sha)
+		if err == nil || !strings.Contains(err.Error(), "is damaged") {
+			t.Errorf("%d sections: err = %v, want the damaged-checkpoint refusal", n, err)
+		}
 	}
 }
 

@@ -106,34 +106,35 @@ func CheckpointPath(manifestPath string) string { return manifestPath + ".checkp
 
 // withDefaults checks the options and fills in defaults.
 func (o Options) withDefaults() (Options, error) {
+	// Each message names the option as the command line spells it.
 	switch {
 	case o.DSN == nil:
-		return o, errors.New("no database given")
+		return o, errors.New("no database given (--dsn or PRUNE_TOKENS_DSN)")
 	case o.Manifest == "":
 		return o, errors.New("no manifest given (--manifest FILE)")
 	case o.BatchSize < 0 || o.BatchSize > MaxBatchSize:
-		return o, fmt.Errorf("batch size %d is out of range (1..%d)", o.BatchSize, MaxBatchSize)
+		return o, fmt.Errorf("--batchSize %d is out of range (1..%d)", o.BatchSize, MaxBatchSize)
 	case o.Wait < 0:
-		return o, fmt.Errorf("wait %s is negative", o.Wait)
+		return o, fmt.Errorf("--wait %s is negative", o.Wait)
 	case o.MaxRuntime < 0:
-		return o, fmt.Errorf("max runtime %s is negative", o.MaxRuntime)
+		return o, fmt.Errorf("--maxRuntime %s is negative", o.MaxRuntime)
 	case o.MaxManifestAge < 0:
-		return o, fmt.Errorf("max manifest age %s is negative", o.MaxManifestAge)
+		return o, fmt.Errorf("--maxManifestAge %s is negative", o.MaxManifestAge)
 	case o.RedisOnly && o.Cache == nil:
 		return o, errors.New("a cache-only run needs the Redis session cache (--redis)")
 	case o.RedisOnly && o.DryRun:
 		return o, errors.New("a cache-only run deletes nothing from the database already; it takes no dry run")
 	case o.MaxReplicaLag < 0:
-		return o, fmt.Errorf("max replica lag %s is negative", o.MaxReplicaLag)
+		return o, fmt.Errorf("--maxReplicaLag %s is negative", o.MaxReplicaLag)
 	case o.MaxBatchTime < 0 && o.MaxBatchTime != throttle.Off:
-		return o, fmt.Errorf("max batch time %s is negative", o.MaxBatchTime)
+		return o, fmt.Errorf("--maxBatchTime %s is negative", o.MaxBatchTime)
 	case o.MaxHistoryLength < 0 && o.MaxHistoryLength != throttle.Off:
-		return o, fmt.Errorf("max history length %d is negative", o.MaxHistoryLength)
+		return o, fmt.Errorf("--maxHistoryLength %d is negative", o.MaxHistoryLength)
 	}
 	if o.Approve != "" {
 		a := strings.ToLower(strings.TrimSpace(o.Approve))
 		if b, err := hex.DecodeString(a); err != nil || len(b) != 32 {
-			return o, fmt.Errorf("approval %q is not a SHA-256 (64 hex digits, as plan prints it)", o.Approve)
+			return o, fmt.Errorf("--approve %q is not a SHA-256 (64 hex digits, as plan prints it)", o.Approve)
 		}
 		o.Approve = a
 	}

@@ -5,7 +5,9 @@ package appliertest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -453,8 +455,15 @@ func head(s []string) []string {
 }
 
 // WriteManifest writes rows as a manifest named name in dir, planned at
-// plannedAt, and returns its path and file SHA-256.
+// plannedAt from database fxa_test on 127.0.0.1:3306, and returns its path
+// and file SHA-256.
 func WriteManifest(t testing.TB, dir, name string, rows []manifest.Row, plannedAt time.Time) (string, string) {
+	t.Helper()
+	return WriteManifestFrom(t, dir, name, rows, plannedAt, manifest.Source{Host: "127.0.0.1", Port: 3306, Database: "fxa_test"})
+}
+
+// WriteManifestFrom is WriteManifest with the plan's source database.
+func WriteManifestFrom(t testing.TB, dir, name string, rows []manifest.Row, plannedAt time.Time, src manifest.Source) (string, string) {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	w, err := manifest.Create(path)
@@ -468,8 +477,7 @@ func WriteManifest(t testing.TB, dir, name string, rows []manifest.Row, plannedA
 		}
 	}
 	if _, err := w.Commit(manifest.Meta{ToolVersion: "test", PlannedAt: plannedAt, Now: Now, TokenCutoff: Cutoff, CodeCutoff: Cutoff,
-		Flags:  map[string]string{"maxTokenAge": "30 days"},
-		Source: manifest.Source{Host: "127.0.0.1", Port: 3306, Database: "fxa_test"}}); err != nil {
+		Flags: map[string]string{"maxTokenAge": "30 days"}, Source: src}); err != nil {
 		t.Fatal(err)
 	}
 	sum, err := manifest.FileSHA256(path)
@@ -507,4 +515,73 @@ func CopyFile(t testing.TB, src, dir string) string {
 		t.Fatal(err)
 	}
 	return dst
+}
+
+// CraftCheckpointSections rewrites every record of the checkpoint at path to
+// claim n sections and seals it with a valid checksum again, as a bug or a
+// hand edit could. It follows the layout of applier/checkpoint.go: two
+// 512-byte slots, each starting with the magic "PTCKPT01", the section count
+// as 8 bytes big-endian at byte 96, and a SHA-256 of the first 480 bytes in
+// the last 32.
+func CraftCheckpointSections(t testing.TB, path string, n uint64) {
+	t.Helper()
+	const slot, countAt, sumAt = 512, 96, 512 - sha256.Size
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 2*slot {
+		t.Fatalf("checkpoint %s is %d bytes, want %d", path, len(b), 2*slot)
+	}
+	crafted := 0
+	for off := 0; off < len(b); off += slot {
+		s := b[off : off+slot]
+		if string(s[:8]) != "PTCKPT01" {
+			continue
+		}
+		binary.BigEndian.PutUint64(s[countAt:], n)
+		sum := sha256.Sum256(s[:sumAt])
+		copy(s[sumAt:], sum[:])
+		crafted++
+	}
+	if crafted == 0 {
+		t.Fatalf("checkpoint %s holds no record to craft", path)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FirstBatch returns the rows of the first batch apply makes of a section
+// with the given batch size, and the manifest index of its first row.
+func (f *Fixture) FirstBatch(stage, table string, size int) (int, []manifest.Row) {
+	for i, r := range f.Rows {
+		if r.Stage == stage && r.Table == table {
+			end := i
+			for end < len(f.Rows) && end-i < size && f.Rows[end].Stage == stage && f.Rows[end].Table == table {
+				end++
+			}
+			return i, f.Rows[i:end]
+		}
+	}
+	return -1, nil
+}
+
+// InsertSessions inserts a sessionTokens row for each manifest row (its id,
+// uid and createdAt), as the data a plan listed them from.
+func InsertSessions(t testing.TB, db *sql.DB, rows []manifest.Row) {
+	t.Helper()
+	for len(rows) > 0 {
+		n := min(len(rows), 1000)
+		args := make([]any, 0, 4*n)
+		for _, r := range rows[:n] {
+			args = append(args, r.ID, r.ID, r.UID, r.CreatedAt)
+		}
+		q := "INSERT INTO sessionTokens (tokenId, tokenData, uid, createdAt) VALUES " +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", n), ", ")
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("insert sessions: %v", err)
+		}
+		rows = rows[n:]
+	}
 }

@@ -23,8 +23,8 @@ import (
 
 	"prune-tokens/applier"
 	"prune-tokens/internal/dbconn"
+	"prune-tokens/internal/sandbox"
 	"prune-tokens/internal/seed"
-	"prune-tokens/manifest"
 )
 
 func demoCommand() *cli.Command {
@@ -120,12 +120,12 @@ func (d *demo) run(ctx context.Context) (err error) {
 	name := "fxa"
 	var server *mysql.Config
 	if d.dsn == "" {
-		sb, err := startSandbox("127.0.0.1:0", d.errw)
+		sb, err := sandbox.Start("127.0.0.1:0", d.errw)
 		if err != nil {
 			return err
 		}
 		defer sb.Close()
-		if server, err = sandboxConfig(sb, name); err != nil {
+		if server, err = sb.Config(name); err != nil {
 			return err
 		}
 		fmt.Fprintf(d.out, "$ prune-tokens-sandbox --listen %s --seed %d --now %d\n", sb.Addr, d.seed.Seed, d.seed.Now)
@@ -140,7 +140,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		fmt.Fprintf(d.out, "Using the server of DEMO_DSN (%s); the demo creates database %s and drops it at the end.\n",
 			dbconn.Redact(server), name)
 		defer func() {
-			if derr := dropDatabase(server, name); derr != nil && err == nil {
+			if derr := sandbox.DropDatabase(server, name); derr != nil && err == nil {
 				err = derr
 			}
 		}()
@@ -148,7 +148,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	d.target = server.Clone()
 	d.target.DBName = name
 	d.redacted = dbconn.Redact(d.target)
-	if d.db, err = createDatabase(ctx, server, name, d.dsn != ""); err != nil {
+	if d.db, err = sandbox.CreateDatabase(ctx, server, name, d.dsn != ""); err != nil {
 		return err
 	}
 	defer d.db.Close()
@@ -156,7 +156,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	if _, err := populate(ctx, d.db, d.seed, d.out); err != nil {
 		return err
 	}
-	before, err := counts(ctx, d.db)
+	before, err := takeSnapshot(ctx, d.db)
 	if err != nil {
 		return err
 	}
@@ -179,6 +179,10 @@ func (d *demo) run(ctx context.Context) (err error) {
 		return fmt.Errorf("plan did not print the manifest file's SHA-256 %s", sha)
 	}
 	fmt.Fprintf(d.out, "\nThe reviewer checks the summary and approves the manifest by its SHA-256:\n  %s\n", sha)
+	gone, err := expectedDeletions(plan, before)
+	if err != nil {
+		return err
+	}
 
 	d.step("3. Inspect: the summary again, from the file alone, as Markdown for the change ticket")
 	if _, code, err := d.prune(ctx, "inspect", plan, "--format", "markdown"); err != nil || code != 0 {
@@ -196,7 +200,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		return fmt.Errorf("interrupted apply exited %d, want 3 (README: exit codes)", code)
 	}
 	fmt.Fprintf(d.out, "  (SIGINT after %d rows; exit code 3: interrupted, resumable)\n", interruptedAt)
-	mid, err := counts(ctx, d.db)
+	mid, err := takeSnapshot(ctx, d.db)
 	if err != nil {
 		return err
 	}
@@ -206,85 +210,48 @@ func (d *demo) run(ctx context.Context) (err error) {
 		return stepFailed("resumed apply", code, err)
 	}
 
-	d.step("Rows per table")
-	after, err := counts(ctx, d.db)
+	d.step("6. Check: every row of the nine tables, before, after the interruption, and at the end")
+	after, err := takeSnapshot(ctx, d.db)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "%-22s %10s %12s %10s %10s\n", "table", "before", "interrupted", "after", "deleted")
-	var deleted int64
+	fmt.Fprintf(d.out, "%-22s %8s %12s %8s %8s %14s\n", "table", "before", "interrupted", "after", "deleted", "by the rules")
+	var deleted, ruled int
 	for _, t := range tables {
-		fmt.Fprintf(d.out, "%-22s %10d %12d %10d %10d\n", t, before[t], mid[t], after[t], before[t]-after[t])
-		deleted += before[t] - after[t]
-	}
-	if err := d.check(before, mid, after); err != nil {
-		return err
-	}
-	fmt.Fprintf(d.out, "\nDemo finished in %v: %d rows deleted, exactly the approved manifest; keyFetchTokens untouched.\n",
-		time.Since(start).Round(100*time.Millisecond), deleted)
-	return nil
-}
-
-// check holds the story to what the README promises, so that the demo
-// test fails when the tool does not.
-func (d *demo) check(before, mid, after map[string]int64) error {
-	var planned map[string]int64
-	if err := d.readPlanCounts(&planned); err != nil {
-		return err
+		n := before.count(t) - after.count(t)
+		fmt.Fprintf(d.out, "%-22s %8d %12d %8d %8d %14d\n", t, before.count(t), mid.count(t), after.count(t), n, len(gone[t]))
+		deleted += n
+		ruled += len(gone[t])
 	}
 	var problems []string
-	for _, t := range tables {
-		switch {
-		case after[t] > mid[t] || mid[t] > before[t]:
-			problems = append(problems, fmt.Sprintf("%s grew during apply", t))
-		case t == "keyFetchTokens" && after[t] != before[t]:
-			problems = append(problems, "keyFetchTokens were deleted")
-		case planned[t] > 0 && before[t]-after[t] != planned[t]:
-			problems = append(problems, fmt.Sprintf("%s: %d rows deleted, the manifest lists %d",
-				t, before[t]-after[t], planned[t]))
-		}
+	for _, p := range checkIdentity(before, mid, gone, false) {
+		problems = append(problems, "after the interruption, "+p)
 	}
-	var sum, midSum int64
-	for _, t := range tables {
-		sum += before[t] - after[t]
-		midSum += before[t] - mid[t]
-	}
-	if midSum == 0 || midSum >= sum {
-		problems = append(problems, fmt.Sprintf("the interrupted apply deleted %d of %d rows: not part-way", midSum, sum))
+	problems = append(problems, checkIdentity(before, after, gone, true)...)
+	if midGone := before.total() - mid.total(); midGone == 0 || midGone >= deleted {
+		problems = append(problems, fmt.Sprintf("the interrupted apply deleted %d of %d rows: not part-way", midGone, deleted))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("demo outcome wrong: %s", strings.Join(problems, "; "))
 	}
-	return nil
-}
-
-// readPlanCounts reads the manifest's rows per table from its metadata.
-func (d *demo) readPlanCounts(into *map[string]int64) error {
-	r, err := manifest.Open(filepath.Join(d.dir, "plan.parquet"))
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	out := map[string]int64{}
-	for _, st := range r.Meta().Stats {
-		out[st.Table] += st.Rows
-	}
-	*into = out
+	fmt.Fprintf(d.out, "\nExactly the approved manifest: its %d rows, the %d unverifiedTokens rows of its sessions and the %d devices of\n"+
+		"its max-sessions sessions are gone; every other row of the nine tables is unchanged, compared byte for byte\n"+
+		"(keyFetchTokens untouched). Demo finished in %v.\n",
+		ruled-len(gone["unverifiedTokens"])-len(gone["devices"]), len(gone["unverifiedTokens"]), len(gone["devices"]), time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 
 // prune runs the prune-tokens binary with PRUNE_TOKENS_DSN set, echoing the
-// command and its output (indented; stderr after stdout, so a note does not
-// land inside a table), and returns its stdout and exit code.
+// command and its output, indented, and returns that output and the exit
+// code. stdout and stderr are one pipe, so progress lines, notes and tables
+// show in the order the command wrote them.
 func (d *demo) prune(ctx context.Context, args ...string) (string, int, error) {
 	cmd := d.command(ctx, args)
-	var captured, stderr bytes.Buffer
+	var captured bytes.Buffer
 	w := newIndenter(d.out)
-	cmd.Stdout = io.MultiWriter(w, &captured)
-	cmd.Stderr = &stderr
+	out := io.MultiWriter(w, &captured)
+	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()
-	w.Flush()
-	_, _ = w.Write(stderr.Bytes())
 	w.Flush()
 	code, err := exitStatus(err)
 	return captured.String(), code, err
@@ -302,12 +269,8 @@ func (d *demo) command(ctx context.Context, args []string) *exec.Cmd {
 // third of the rows committed, and waits for it to stop.
 func (d *demo) applyInterrupted(ctx context.Context, args []string) (int64, int, error) {
 	cmd := d.command(ctx, args)
-	// Separate line buffers: apply's status lines (stderr) and its tables
-	// (stdout) interleave by whole lines.
-	w, werr := newIndenter(d.out), newIndenter(d.out)
-	werr.mu = w.mu
-	cmd.Stdout, cmd.Stderr = w, werr
-	defer werr.Flush()
+	w := newIndenter(d.out)
+	cmd.Stdout, cmd.Stderr = w, w // one pipe: lines in the order apply wrote them
 	if err := cmd.Start(); err != nil {
 		return 0, 0, fmt.Errorf("start apply: %w", err)
 	}
@@ -376,12 +339,12 @@ func fileSHA256(path string) (string, error) {
 // indenter prefixes every line a child prints with two spaces, so the
 // operator's commands stand out from the tool's output.
 type indenter struct {
-	mu  *sync.Mutex // shared by the indenters of one output
+	mu  sync.Mutex // the child's output and the demo's Note
 	w   io.Writer
 	buf []byte
 }
 
-func newIndenter(w io.Writer) *indenter { return &indenter{mu: new(sync.Mutex), w: w} }
+func newIndenter(w io.Writer) *indenter { return &indenter{w: w} }
 
 func (i *indenter) Write(p []byte) (int, error) {
 	i.mu.Lock()

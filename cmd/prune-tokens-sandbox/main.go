@@ -18,6 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"prune-tokens/internal/sandbox"
 	"prune-tokens/internal/seed"
 )
 
@@ -53,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 var dataFlags = []cli.Flag{
 	&cli.Int64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic data (same seed and --now, same rows)"},
 	&cli.StringFlag{Name: "now", Usage: "instant the data is aged from: ms since the epoch or RFC 3339 (default: the current time)"},
-	&cli.IntFlag{Name: "sessions", Usage: "about this many session tokens, 30% in a few heavy accounts (default: the demo data set, ~14,000 sessions and ~30,000 rows in all)"},
+	&cli.IntFlag{Name: "sessions", Usage: "about this many session tokens, 30% in a few heavy accounts (default: the demo data set, ~5,600 sessions and ~16,000 rows in all)"},
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -132,21 +133,21 @@ func serve(c *cli.Context) error {
 	if name == "" || strings.ContainsAny(name, "`/\\. ") {
 		return flagErrorf("--database %q: not a plain database name", name)
 	}
-	sb, err := startSandbox(c.String("listen"), c.App.ErrWriter)
+	sb, err := sandbox.Start(c.String("listen"), c.App.ErrWriter)
 	if err != nil {
 		return flagError{err}
 	}
 	defer sb.Close()
-	dsn, err := sandboxConfig(sb, name)
+	dsn, err := sb.Config(name)
 	if err != nil {
 		return err
 	}
-	db, err := createDatabase(c.Context, dsn, name, false)
+	db, err := sandbox.CreateDatabase(c.Context, dsn, name, false)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	fmt.Fprintf(out, "prune-tokens sandbox: go-mysql-server %s, in memory, on %s, database %s\n", serverVersion, sb.Addr, name)
+	fmt.Fprintf(out, "prune-tokens sandbox: go-mysql-server %s, in memory, on %s, database %s\n", sandbox.ServerVersion, sb.Addr, name)
 	if !c.Bool("empty") {
 		fmt.Fprintf(out, "seeding (seed %d, now %d = %s) ... ", cfg.Seed, cfg.Now, time.UnixMilli(cfg.Now).UTC().Format(time.RFC3339))
 		if _, err := populate(c.Context, db, cfg, out); err != nil {
@@ -168,7 +169,7 @@ Stop with Ctrl-C: the data lives in memory only. Use one client at a time
 	case <-c.Context.Done():
 		fmt.Fprintln(out, "prune-tokens sandbox: stopped")
 		return nil
-	case err := <-sb.done:
+	case err := <-sb.Done():
 		return fmt.Errorf("go-mysql-server stopped: %w", err)
 	}
 }

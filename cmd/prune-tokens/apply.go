@@ -116,7 +116,10 @@ func parseThrottleArgs(c *cli.Context, o *applier.Options) error {
 	if o.MaxHistoryLength, err = strconv.ParseInt(v, 10, 64); err != nil || o.MaxHistoryLength < 0 {
 		return initErrorf("invalid --%s %q: want a whole number, 0 to not check", afMaxHistory, v)
 	}
-	if o.MaxHistoryLength == 0 {
+	switch {
+	case !c.IsSet(afMaxHistory):
+		o.MaxHistoryLength = 0 // the default, which an engine without it skips
+	case o.MaxHistoryLength == 0:
 		o.MaxHistoryLength = throttle.Off
 	}
 	if o.MaxBatchTime, err = duration.Parse(c.String(afMaxBatchTime)); err != nil {
@@ -203,6 +206,10 @@ func parseApplyArgs(c *cli.Context) (applier.Options, error) {
 	return o, nil
 }
 
+// lockWait is how long apply waits for the named lock; zero is the
+// applier's default, as the README documents. Tests shorten it.
+var lockWait time.Duration
+
 func runApply(c *cli.Context) (err error) {
 	ob, err := newObserver(c)
 	if err != nil {
@@ -238,6 +245,7 @@ func runApply(c *cli.Context) (err error) {
 	if err := rep.start(); err != nil {
 		return initError(err)
 	}
+	o.LockWait = lockWait
 	o.Out = c.App.Writer
 	o.Log = c.App.ErrWriter
 	o.Logger = ob.log

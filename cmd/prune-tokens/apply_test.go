@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"prune-tokens/applier"
 	"prune-tokens/applier/appliertest"
 	"prune-tokens/internal/clitest"
 	"prune-tokens/internal/dbtest"
@@ -129,6 +131,34 @@ func TestApplyRefusesBadManifests(t *testing.T) {
 	}
 }
 
+// TestApplyRefusesCraftedCheckpoint: a checkpoint record with a valid
+// checksum that claims more sections than a slot holds is refused with the
+// one-line "damaged" error, exit 2, and nothing is deleted. (11 to 16 sections
+// once made apply read past the slot and panic; a Go panic also exits 2, so
+// the test checks the message, not only the code.)
+func TestApplyRefusesCraftedCheckpoint(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 16, appliertest.Small)
+	path, sum := f.Manifest(t, t.TempDir())
+	cp := path + ".checkpoint"
+	// An apply that cannot reach its server leaves a checkpoint at row 0.
+	if p := clitest.Run(t, nil, "apply", "--dsn", "root@tcp(127.0.0.1:1)/fxa", "--manifest", path); p.Code != exitInit {
+		t.Fatalf("apply against no server: %s", p)
+	}
+	before := db.Checksums(t)
+	for _, n := range []uint64{11, 16} {
+		appliertest.CraftCheckpointSections(t, cp, n)
+		p := clitest.Run(t, []string{"PRUNE_TOKENS_DSN=" + db.DSN}, "apply", "--manifest", path, "--approve", sum)
+		stderr := strings.TrimSpace(p.Stderr.String())
+		if p.Code != exitInit || strings.Contains(stderr, "\n") || !strings.Contains(stderr, "checkpoint "+cp+" is damaged") {
+			t.Errorf("checkpoint claiming %d sections: %s\nwant exit 2 and one line saying the checkpoint is damaged", n, p)
+		}
+	}
+	if !sameChecksums(before, db.Checksums(t)) {
+		t.Fatal("apply with a crafted checkpoint changed the database")
+	}
+}
+
 func TestApplyApprovalAndAge(t *testing.T) {
 	db := dbtest.New(t)
 	f := appliertest.New(t, db, 12, appliertest.Small)
@@ -231,27 +261,103 @@ func TestApplySecondConcurrentApplyRefused(t *testing.T) {
 	f.Check(t)
 }
 
-func TestApplySIGTERMExitsThreeAndResumes(t *testing.T) {
+// TestApplySignalFinishesTheBatchInFlight: SIGINT or SIGTERM while a batch
+// is in flight (waiting for a row lock another connection holds) does not
+// abort it: apply lets it commit, records it and exits 3 with "interrupted
+// at row N", N the row after that batch; the database shows the batch
+// deleted and the next one untouched; the rerun resumes at N and ends exact.
+func TestApplySignalFinishesTheBatchInFlight(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			db := dbtest.New(t)
+			f := appliertest.New(t, db, 15, appliertest.Small)
+			path, _ := f.Manifest(t, t.TempDir())
+			held := f.HoldFirstSessionBatch(t, manifest.StageTokenAge, 7)
+			batch, end := held.Rows, held.Start+len(held.Rows)
+			c := startApply(t, db, path, "--batchSize", "7", "--wait", "0")
+			held.Blocker.WaitForWaiter(t) // the batch is in flight
+			if err := c.Cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			// Give the signal time to land while the batch waits: an apply
+			// that aborted its batch on the signal would end here.
+			time.Sleep(500 * time.Millisecond)
+			if c.Exited() {
+				t.Fatalf("apply ended while its batch in flight waited for a row lock: %s", c)
+			}
+			held.Blocker.Release(t)
+			if code := c.Wait(t).Code; code != exitOperation {
+				t.Fatalf("%v: exit %d, want 3\n%s", sig, code, c)
+			}
+			want := fmt.Sprintf("interrupted at row %d of %d", end, len(f.Rows))
+			if line := oneErrorLine(t, c.Stderr.String()); !strings.Contains(line, want) || !strings.Contains(line, "rerun the same command") {
+				t.Errorf("%v: %q; want %q and how to resume", sig, line, want)
+			}
+			if next, _, err := applier.Progress(path + ".checkpoint"); err != nil || next != int64(end) {
+				t.Errorf("checkpoint at row %d (%v), want %d", next, err, end)
+			}
+			keys := appliertest.Keys(t, db.SQL, manifest.TableSessionTokens)
+			for _, r := range batch {
+				if keys[hex.EncodeToString(r.ID)] {
+					t.Errorf("session %x of the batch in flight is still there: not committed", r.ID[:4])
+				}
+			}
+			if !keys[hex.EncodeToString(f.Rows[end].ID)] {
+				t.Errorf("session %x after the batch in flight was deleted", f.Rows[end].ID[:4])
+			}
+			code, stdout, stderr := run(t, applyArgs(db, path)...)
+			if code != 0 || !strings.Contains(stdout, fmt.Sprintf("resuming at row %d of ", end)) {
+				t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
+			}
+			f.Check(t)
+		})
+	}
+}
+
+// TestApplyNamedLockHeld: while another session holds FxA's prune lock,
+// apply deletes nothing. When its wait for the lock gives up it exits 3 (an
+// error during the operation, resumable); with a --maxRuntime shorter than
+// the wait it stops cleanly instead: exit 0, "incomplete". Once the lock is
+// free the same command finishes.
+func TestApplyNamedLockHeld(t *testing.T) {
 	db := dbtest.New(t)
-	f := appliertest.New(t, db, 15, appliertest.Small)
+	f := appliertest.New(t, db, 17, appliertest.Small)
 	path, _ := f.Manifest(t, t.TempDir())
-	total := db.Count(t, "signinCodes") + db.Count(t, "sessionTokens")
-	c := startApply(t, db, path, "--batchSize", "1", "--wait", "20ms")
-	c.WaitFor(t, "the first deletes", func() bool {
-		return db.Count(t, "signinCodes")+db.Count(t, "sessionTokens") < total
-	})
-	if err := c.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	holder, err := db.SQL.Conn(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if code := c.Wait(t).Code; code != exitOperation {
-		t.Fatalf("SIGTERM: exit %d, want 3\n%s", code, c.Stderr)
+	defer holder.Close()
+	var got int
+	if err := holder.QueryRowContext(context.Background(), "SELECT GET_LOCK(?, 60)", applier.LockName).Scan(&got); err != nil || got != 1 {
+		t.Fatalf("take the prune lock: %v %d", err, got)
 	}
-	if line := oneErrorLine(t, c.Stderr.String()); !strings.Contains(line, "interrupted at row") || !strings.Contains(line, "rerun the same command") {
-		t.Errorf("SIGTERM message: %q", line)
+	before := db.Checksums(t)
+	defer func(w time.Duration) { lockWait = w }(lockWait)
+
+	lockWait = 100 * time.Millisecond // the README's 10 minutes, shortened
+	code, _, stderr := run(t, applyArgs(db, path)...)
+	if line := oneErrorLine(t, stderr); code != exitOperation || !strings.Contains(line, "named lock") || !strings.Contains(line, "rerun the same command") {
+		t.Errorf("lock wait given up: exit %d, %q; want exit 3 naming the named lock", code, line)
 	}
-	code, stdout, stderr := run(t, applyArgs(db, path)...)
-	if code != 0 || !strings.Contains(stdout, "resuming at row ") {
-		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
+	if !strings.Contains(stderr, "waiting for named lock "+applier.LockName) {
+		t.Errorf("no waiting notice:\n%s", stderr)
+	}
+
+	lockWait = time.Hour
+	code, stdout, stderr := run(t, applyArgs(db, path, "--maxRuntime", "1s")...)
+	if code != exitOK || !strings.Contains(stdout, "incomplete: --maxRuntime 1s reached at row 0") {
+		t.Errorf("--maxRuntime while waiting for the lock: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !sameChecksums(before, db.Checksums(t)) {
+		t.Fatal("apply deleted while the prune lock was held by another session")
+	}
+
+	if _, err := holder.ExecContext(context.Background(), "DO RELEASE_LOCK(?)", applier.LockName); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := run(t, applyArgs(db, path)...); code != exitOK {
+		t.Fatalf("with the lock free: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	f.Check(t)
 }

@@ -275,7 +275,7 @@ func TestCheckpointUnwritableMidRun(t *testing.T) {
 	probe := filepath.Join(dir, "probe")
 	os.WriteFile(probe, nil, 0o600)
 	if out, err := exec.Command("chattr", "+i", probe).CombinedOutput(); err != nil {
-		t.Skipf("chattr +i not possible here (%v: %s); needs root on ext4/xfs/btrfs", err, out)
+		dbtest.Unavailable(t, "chattr +i not possible here (%v: %s); needs root, e2fsprogs and a filesystem with the immutable flag (ext4, xfs, btrfs)", err, out)
 	}
 	exec.Command("chattr", "-i", probe).Run()
 	t.Cleanup(func() { exec.Command("chattr", "-i", cp).Run() })
@@ -309,13 +309,13 @@ func TestCheckpointUnwritableMidRun(t *testing.T) {
 	f.Check(t)
 }
 
-// tmpfs mounts a small tmpfs for the test, or skips where mounting is not
-// allowed.
+// tmpfs mounts a small tmpfs for the test (see dbtest.Unavailable where
+// mounting is not allowed).
 func tmpfs(t *testing.T, size string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs (%v): needs root", err)
+		dbtest.Unavailable(t, "cannot mount a tmpfs (%v): needs root (CAP_SYS_ADMIN)", err)
 	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {

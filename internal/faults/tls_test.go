@@ -99,3 +99,31 @@ func TestRequireTLS(t *testing.T) {
 	mustExec(t, db.SQL, "SET GLOBAL require_secure_transport = OFF")
 	f.Check(t)
 }
+
+// TestTLSRequiredButNotOffered: a DSN that requires TLS (tls=true or
+// tls=skip-verify) against a server without TLS fails before anything is
+// read: exit 2, naming TLS for tls=true. The server is private and started
+// with --skip-ssl, so the check always runs.
+func TestTLSRequiredButNotOffered(t *testing.T) {
+	srv := mariadbtest.StartWith(t, "--skip-ssl")
+	db := privateDB(t, srv, "fxa")
+	appliertest.New(t, db, 59, appliertest.Small)
+	var ssl string
+	if err := db.SQL.QueryRow("SELECT @@have_ssl").Scan(&ssl); err != nil || ssl == "YES" {
+		t.Fatalf("server started with --skip-ssl: have_ssl = %q, %v; want no TLS", ssl, err)
+	}
+	dir := t.TempDir()
+	p := clitest.Run(t, nil, append([]string{"plan", "--dsn", db.DSN + "&tls=true"}, planFlags(filepath.Join(dir, "a.parquet"))...)...)
+	if line := p.LastLine(t); p.Code != 2 || !strings.Contains(strings.ToLower(line), "tls") {
+		t.Errorf("tls=true against a server without TLS: exit %d, %q; want exit 2 naming TLS", p.Code, line)
+	}
+	p = clitest.Run(t, nil, append([]string{"plan", "--dsn", db.DSN + "&tls=skip-verify"}, planFlags(filepath.Join(dir, "b.parquet"))...)...)
+	if p.Code != 2 {
+		t.Errorf("tls=skip-verify against a server without TLS: exit %d, want 2", p.Code)
+	}
+	for _, name := range []string{"a.parquet", "b.parquet"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			t.Errorf("plan refused for TLS left %s", name)
+		}
+	}
+}

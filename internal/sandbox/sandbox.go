@@ -1,9 +1,14 @@
-package main
+// Package sandbox runs go-mysql-server in memory as an FxA auth database
+// reached over TCP like any MySQL server, so prune-tokens talks to it
+// through the same driver and code paths as in production. The
+// prune-tokens-sandbox command serves it and drives the demo on it; tests of
+// the planner and the applier run their real SQL against it. prune-tokens
+// itself never links it.
+package sandbox
 
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,25 +24,23 @@ import (
 	"github.com/sirupsen/logrus"
 
 	prunetokens "prune-tokens"
-	"prune-tokens/internal/seed"
 )
 
-// serverVersion is what VERSION() answers, so a manifest planned on the
+// ServerVersion is what VERSION() answers, so a manifest planned on the
 // sandbox says where it came from.
-const serverVersion = "8.0.31-prune-tokens-sandbox"
+const ServerVersion = "8.0.31-prune-tokens-sandbox"
 
-// sandbox is an in-memory, MySQL-compatible server in this process, reached
-// over TCP like any MySQL server: prune-tokens talks to it through the same
-// driver and code paths as in production.
-type sandbox struct {
+// Server is an in-memory, MySQL-compatible server in this process.
+type Server struct {
 	srv  *server.Server
 	Addr string // host:port it listens on
 	done chan error
 }
 
-// startSandbox listens on addr, which must be a loopback address: the
-// server has a root user without a password.
-func startSandbox(addr string, log io.Writer) (*sandbox, error) {
+// Start listens on addr, which must be a loopback address: the server has a
+// root user without a password. go-mysql-server's own faults are logged to
+// log.
+func Start(addr string, log io.Writer) (*Server, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--listen %q: %v", addr, err)
@@ -50,7 +53,7 @@ func startSandbox(addr string, log io.Writer) (*sandbox, error) {
 	logrus.SetOutput(log)
 	logrus.SetLevel(logrus.ErrorLevel)
 	if err := gsql.SystemVariables.AssignValues(map[string]any{
-		"version": serverVersion, "version_comment": "prune-tokens sandbox (go-mysql-server v0.20.0, in memory)",
+		"version": ServerVersion, "version_comment": "prune-tokens sandbox (go-mysql-server v0.20.0, in memory)",
 	}); err != nil {
 		return nil, fmt.Errorf("set server version: %w", err)
 	}
@@ -61,19 +64,19 @@ func startSandbox(addr string, log io.Writer) (*sandbox, error) {
 	}
 	pro := memory.NewDBProvider()
 	engine := sqle.NewDefault(pro)
-	cfg := server.Config{Protocol: "tcp", Listener: ln, Version: serverVersion}
+	cfg := server.Config{Protocol: "tcp", Listener: ln, Version: ServerVersion}
 	srv, err := server.NewServer(cfg, engine, gsql.NewContext, memory.NewSessionBuilder(pro), nil)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("start go-mysql-server: %w", err)
 	}
-	s := &sandbox{srv: srv, Addr: ln.Addr().String(), done: make(chan error, 1)}
+	s := &Server{srv: srv, Addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() { s.done <- srv.Start() }()
 	return s, nil
 }
 
 // DSN is the go-sql-driver DSN of database db on the sandbox.
-func (s *sandbox) DSN(db string) string {
+func (s *Server) DSN(db string) string {
 	cfg := mysql.NewConfig()
 	cfg.User = "root"
 	cfg.Net = "tcp"
@@ -82,7 +85,11 @@ func (s *sandbox) DSN(db string) string {
 	return cfg.FormatDSN()
 }
 
-func (s *sandbox) Close() error {
+// Done delivers the error go-mysql-server stopped with.
+func (s *Server) Done() <-chan error { return s.done }
+
+// Close stops the server.
+func (s *Server) Close() error {
 	err := s.srv.Close()
 	select {
 	case <-s.done:
@@ -91,10 +98,11 @@ func (s *sandbox) Close() error {
 	return err
 }
 
-// createDatabase creates database name with the FxA schema on the server of
-// cfg (whose DBName is ignored) and returns a pool on it. Without
-// secondaryIndexes the tables keep their primary keys only (see schema).
-func createDatabase(ctx context.Context, cfg *mysql.Config, name string, secondaryIndexes bool) (*sql.DB, error) {
+// CreateDatabase creates database name with the FxA schema on the server of
+// cfg (whose DBName is ignored; any MySQL-compatible server) and returns a
+// pool of one connection on it (see openPing). Without secondaryIndexes the
+// tables keep their primary keys only (see Schema).
+func CreateDatabase(ctx context.Context, cfg *mysql.Config, name string, secondaryIndexes bool) (*sql.DB, error) {
 	admin := cfg.Clone()
 	admin.DBName = ""
 	a, err := openPing(ctx, admin)
@@ -111,7 +119,7 @@ func createDatabase(ctx context.Context, cfg *mysql.Config, name string, seconda
 	if err != nil {
 		return nil, err
 	}
-	for _, stmt := range schema(secondaryIndexes) {
+	for _, stmt := range Schema(secondaryIndexes) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("create the FxA schema in %s: %w", name, err)
@@ -120,9 +128,9 @@ func createDatabase(ctx context.Context, cfg *mysql.Config, name string, seconda
 	return db, nil
 }
 
-// dropDatabase removes what createDatabase made, on a fresh connection so a
+// DropDatabase removes what CreateDatabase made, on a fresh connection so a
 // cancelled context or broken pool does not leave it behind.
-func dropDatabase(cfg *mysql.Config, name string) error {
+func DropDatabase(cfg *mysql.Config, name string) error {
 	admin := cfg.Clone()
 	admin.DBName = ""
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -160,44 +168,9 @@ func openPing(ctx context.Context, cfg *mysql.Config) (*sql.DB, error) {
 	return db, nil
 }
 
-// populate seeds db and reports what it did on log.
-func populate(ctx context.Context, db *sql.DB, cfg seed.Config, log io.Writer) (seed.Counts, error) {
-	start := time.Now()
-	n, err := seed.Insert(ctx, db, cfg)
-	if err != nil {
-		return n, err
-	}
-	el := time.Since(start)
-	fmt.Fprintf(log, "seeded %d rows (%d session tokens, %d accounts) in %v: %.0f rows/s\n",
-		n.Total(), n["sessionTokens"], cfg.Accounts+cfg.HeavyAccounts, el.Round(time.Millisecond), float64(n.Total())/el.Seconds())
-	return n, nil
-}
-
-// counts reads COUNT(*) of every FxA table.
-func counts(ctx context.Context, db *sql.DB) (map[string]int64, error) {
-	out := map[string]int64{}
-	for _, t := range tables {
-		var n int64
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `"+t+"`").Scan(&n); err != nil {
-			return nil, fmt.Errorf("count %s: %w", t, err)
-		}
-		out[t] = n
-	}
-	return out, nil
-}
-
-// tables are the nine FxA tables, in the order of testdata/schema.sql.
-var tables = []string{
-	"sessionTokens", "unverifiedTokens", "devices",
-	"accountResetTokens", "passwordForgotTokens", "passwordChangeTokens",
-	"keyFetchTokens", "unblockCodes", "signinCodes",
-}
-
-var errUsage = errors.New("usage")
-
-// sandboxConfig is the driver configuration of database name on sb.
-func sandboxConfig(sb *sandbox, name string) (*mysql.Config, error) {
-	cfg, err := mysql.ParseDSN(sb.DSN(name))
+// Config is the driver configuration of database name on the sandbox.
+func (s *Server) Config(name string) (*mysql.Config, error) {
+	cfg, err := mysql.ParseDSN(s.DSN(name))
 	if err != nil {
 		return nil, fmt.Errorf("sandbox DSN: %w", err)
 	}
@@ -207,14 +180,14 @@ func sandboxConfig(sb *sandbox, name string) (*mysql.Config, error) {
 // indexLine is a secondary index inside a CREATE TABLE of the schema.
 var indexLine = regexp.MustCompile(`^\s*(UNIQUE\s+)?INDEX\s`)
 
-// schema is the FxA schema, with or without its secondary indexes.
+// Schema is the FxA schema, with or without its secondary indexes.
 // go-mysql-server v0.20.0 keeps each in-memory table as a slice re-sorted
 // after every write; with secondary indexes each swap of that sort scans
 // every index entry (its source calls it "worse than cubic"), so seeding
 // 20,000 rows takes minutes, and adding the indexes afterwards rewrites the
 // table the same way. Without them every query still gives the same
 // answer, by scanning, and seeding takes seconds. Primary keys stay.
-func schema(secondaryIndexes bool) []string {
+func Schema(secondaryIndexes bool) []string {
 	stmts := prunetokens.SchemaStatements()
 	if secondaryIndexes {
 		return stmts
