@@ -131,15 +131,15 @@ type run struct {
 	start time.Time
 	// deadline is when MaxRuntime ends the run; zero without a limit.
 	deadline time.Time
-	// guarded says the server runs the guarded DELETEs (deleteBatchGuarded);
-	// otherwise each batch reads and locks its rows first (deleteBatch).
-	guarded bool
+	// fast says the server runs deleteBatchFast's statements; otherwise
+	// each batch sends them one at a time (deleteBatch).
+	fast bool
 	// gov throttles and takes the operator's commands; nil in a dry run.
 	gov *governor
 }
 
-// testForceLocked, set by a test, makes apply use the read-and-lock path
-// (deleteBatch) as on a server that refuses the guarded DELETE.
+// testForceLocked, set by a test, makes apply use the portable path
+// (deleteBatch) as on a server that refuses the fast path's statements.
 var testForceLocked bool
 
 // errOutOfTime says MaxRuntime passed while waiting for the named lock.
@@ -203,6 +203,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res.fill(meta, st)
 
 	cfg := o.DSN.Clone()
+	// A batch sends several statements in one round trip (deleteBatchFast);
+	// every value is still interpolated by the driver, escaped.
+	cfg.MultiStatements = true
 	// Bounds for every read and write on the wire, so a server that
 	// vanishes without closing the connection cannot hang apply.
 	if cfg.ReadTimeout == 0 {
@@ -263,7 +266,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if o.DryRun {
 		verb = "dry run"
 	}
-	r := &run{o: o, db: db, res: res, cp: cp, start: time.Now(), guarded: !testForceLocked,
+	r := &run{o: o, db: db, res: res, cp: cp, start: time.Now(), fast: !testForceLocked,
 		prog: newProgress(o.Logger, o.Log, o.Progress, o.StatusEvery, verb, st.Next, st.Total)}
 	if !o.DryRun {
 		log := func(format string, args ...any) { r.prog.info(fmt.Sprintf(format, args...)) }
@@ -541,13 +544,13 @@ func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.R
 	pol := r.o.Retry
 	for attempt := 0; ; attempt++ {
 		c, err := r.try(ctx, sec, rows)
-		if err != nil && r.guarded && !r.o.DryRun && refusedStatement(err) {
+		if err != nil && r.fast && !r.o.DryRun && refusedStatement(err) {
 			// The batch was rolled back. An engine that cannot run the
-			// guarded DELETE (go-mysql-server evaluates no correlated
-			// subquery in a DELETE) gets the read-and-lock path from
+			// fast path's statements (several in one round trip, a
+			// multi-table DELETE, FORCE INDEX) gets the portable path from
 			// now on; a real problem shows up there too.
-			r.guarded = false
-			fmt.Fprintf(r.o.Out, "note        the server refused apply's guarded DELETE (%s); each batch now reads and locks its rows first (README: apply)\n",
+			r.fast = false
+			fmt.Fprintf(r.o.Out, "note        the server refused apply's batch statements (%s); each batch now sends them one at a time (README: apply)\n",
 				oneLine(err))
 			r.dropConn()
 			c, err = r.try(ctx, sec, rows)
@@ -602,8 +605,8 @@ func (r *run) try(ctx context.Context, sec manifest.Section, rows []manifest.Row
 			return outcome{}, err
 		}
 	}
-	if r.guarded {
-		return deleteBatchGuarded(bctx, r.conn, sec, rows, r.syncRecord)
+	if r.fast {
+		return deleteBatchFast(bctx, r.conn, sec, rows, r.syncRecord)
 	}
 	return deleteBatch(bctx, r.conn, sec, rows, r.syncRecord)
 }

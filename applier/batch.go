@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/go-sql-driver/mysql"
 
 	"prune-tokens/manifest"
 )
@@ -239,49 +243,52 @@ func exec(ctx context.Context, q querier, table, query string, args []any) (int6
 	return n, nil
 }
 
-// deleteBatchGuarded deletes one batch in one transaction with the guard in
-// the DELETEs themselves (see deleteGuardedSQL): in the common case, every
-// listed row still as planned, it sends what a plain delete loop sends.
-// Only when the row DELETE removed fewer rows than listed does it read, in
-// the same transaction, how many are still there: those a guard kept; the
-// rest were already gone. The dependants' DELETEs run first and are guarded
-// by their session's own condition, so they remove exactly the dependants
-// of the sessions the row DELETE then removes. beforeCommit runs just
-// before COMMIT; its error rolls the batch back.
-func deleteBatchGuarded(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error) (out outcome, err error) {
+// deleteBatchFast deletes one batch in one transaction in two round trips,
+// each carrying several statements (the connection allows them): where the
+// plain delete loop sends BEGIN, DELETE, DELETE, COMMIT, it sends
+//
+//   - for sessions: START TRANSACTION and the joined locking read of the
+//     listed sessions and their devices; the rows are classified as in
+//     deleteBatch; then one DELETE of the eligible sessions with their
+//     unverifiedTokens rows (and, in max-sessions, devices), and COMMIT;
+//   - for the other tables: START TRANSACTION and a DELETE of the rows
+//     still exactly as planned (deleteExactSQL); only if it deleted fewer
+//     than listed, a read of the keys still there (kept by the guard; the
+//     rest were already gone); then COMMIT.
+//
+// beforeCommit runs before the round trip that commits; its error, like
+// any other, rolls the transaction back.
+func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error) (out outcome, err error) {
 	rows = sortByKey(rows)
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return outcome{}, fmt.Errorf("begin transaction: %w", err)
-	}
-	var c Counts
-	removed := rows
+	open := false
 	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
+		if err != nil && open {
+			// Never leave a transaction open on a connection that may be
+			// used again: a later START TRANSACTION would commit it.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statementSlack)
+			if _, rerr := conn.ExecContext(rctx, "ROLLBACK"); rerr != nil {
+				err = fmt.Errorf("%w (and rollback: %v)", err, driver.ErrBadConn)
+			}
+			cancel()
 		}
 	}()
 	if sec.Table == manifest.TableSessionTokens {
-		q, args := deleteUnverifiedGuardedSQL(sec, rows)
-		if c.Unverified, err = exec(ctx, tx, "unverifiedTokens", q, args); err != nil {
-			return outcome{}, err
-		}
-		if sec.Stage == manifest.StageMaxSessions {
-			q, args := deleteDevicesGuardedSQL(sec, rows)
-			if c.Devices, err = exec(ctx, tx, "devices", q, args); err != nil {
-				return outcome{}, err
-			}
-		}
+		return deleteSessionsFast(ctx, conn, sec, rows, beforeCommit, &open)
 	}
-	q, args, err := deleteGuardedSQL(sec, rows)
+	q, args, err := deleteExactSQL(sec.Table, rows)
 	if err != nil {
 		return outcome{}, err
 	}
-	if c.Deleted, err = exec(ctx, tx, sec.Table, q, args); err != nil {
-		return outcome{}, err
+	open = true
+	affected, err := multiExec(ctx, conn, "START TRANSACTION; "+q, args)
+	if err != nil {
+		return outcome{}, fmt.Errorf("delete from %s: %w", sec.Table, err)
 	}
+	var c Counts
+	c.Deleted = affected[len(affected)-1]
+	removed := rows
 	if short := int64(len(rows)) - c.Deleted; short > 0 {
-		kept, err := presentKeys(ctx, tx, sec.Table, rows)
+		kept, err := presentKeys(ctx, conn, sec.Table, rows)
 		if err != nil {
 			return outcome{}, err
 		}
@@ -302,10 +309,113 @@ func deleteBatchGuarded(ctx context.Context, conn *sql.Conn, sec manifest.Sectio
 			return outcome{}, err
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return outcome{}, fmt.Errorf("commit: %w", err)
 	}
+	open = false
 	return outcome{Counts: c, removed: removed}, nil
+}
+
+// deleteSessionsFast is deleteBatchFast for a section of sessions.
+func deleteSessionsFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error, open *bool) (outcome, error) {
+	q, args := selectSessionsForDeleteSQL(rows)
+	*open = true
+	res, err := conn.QueryContext(ctx, "START TRANSACTION; "+q, args...)
+	if err != nil {
+		return outcome{}, fmt.Errorf("read sessionTokens: %w", err)
+	}
+	found := make(map[string]current, len(rows))
+	devices := map[string]int64{}
+	for {
+		for res.Next() {
+			var id, dev []byte
+			var c current
+			if err := res.Scan(&id, &c.uid, &c.createdAt, &dev); err != nil {
+				res.Close()
+				return outcome{}, fmt.Errorf("read sessionTokens: %w", err)
+			}
+			if dev != nil {
+				devices[string(id)]++
+			}
+			c.device = devices[string(id)] > 0
+			found[string(id)] = c
+		}
+		if !res.NextResultSet() {
+			break
+		}
+	}
+	if err := res.Err(); err != nil {
+		res.Close()
+		return outcome{}, fmt.Errorf("read sessionTokens: %w", err)
+	}
+	res.Close()
+	eligible, _, c := classify(sec, rows, found)
+	for _, r := range eligible {
+		c.Devices += devices[string(r.ID)]
+	}
+	if beforeCommit != nil {
+		if err := beforeCommit(); err != nil {
+			return outcome{}, err
+		}
+	}
+	stmt, args := "COMMIT", []any(nil)
+	if len(eligible) > 0 {
+		q, a := deleteSessionsSQL(sec.Stage, eligible)
+		stmt, args = q+"; COMMIT", a
+	}
+	affected, err := multiExec(ctx, conn, stmt, args)
+	if err != nil {
+		return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
+	}
+	*open = false
+	if len(eligible) > 0 {
+		// The eligible sessions and their devices were locked by the read,
+		// so the DELETE removed each of them; what else it removed is their
+		// unverifiedTokens rows (at most one a session).
+		c.Deleted = int64(len(eligible))
+		c.Unverified = affected[0] - c.Deleted - c.Devices
+		if c.Unverified < 0 || c.Unverified > c.Deleted {
+			return outcome{}, fmt.Errorf("sessionTokens: the DELETE of %d locked sessions with %d devices removed %d rows (committed; the counts of this batch are unreliable)",
+				c.Deleted, c.Devices, affected[0])
+		}
+	}
+	removed := eligible
+	for _, r := range rows {
+		if _, ok := found[string(r.ID)]; !ok {
+			removed = append(removed, r)
+		}
+	}
+	return outcome{Counts: c, removed: removed}, nil
+}
+
+// multiExec runs statements separated by ";" in one round trip and returns
+// each one's affected rows (database/sql reports only the last's).
+func multiExec(ctx context.Context, conn *sql.Conn, q string, args []any) ([]int64, error) {
+	var affected []int64
+	err := conn.Raw(func(dc any) error {
+		ex, ok := dc.(driver.ExecerContext)
+		if !ok {
+			return errors.New("the driver cannot execute statements directly")
+		}
+		nv := make([]driver.NamedValue, len(args))
+		for i, a := range args {
+			nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+		}
+		res, err := ex.ExecContext(ctx, q, nv)
+		if err != nil {
+			return err
+		}
+		r, ok := res.(mysql.Result)
+		if !ok {
+			return errors.New("the driver does not report each statement's affected rows")
+		}
+		affected = r.AllRowsAffected()
+		return nil
+	})
+	if err == nil && len(affected) == 0 {
+		err = errors.New("no statement result")
+	}
+	return affected, err
 }
 
 // presentKeys reads which listed rows are still in the table, by key.

@@ -144,6 +144,12 @@ func guardsUnderChanges(t *testing.T) {
 		if r.Table != manifest.TableSessionTokens {
 			continue
 		}
+		if byApply && unverified[hexKey(r.ID)] {
+			c.Unverified++
+		}
+		if byApply && r.Stage == manifest.StageMaxSessions {
+			c.Devices += int64(len(devicesOf[string(r.UID)+string(r.ID)]))
+		}
 		if unverified[hexKey(r.ID)] && present["unverifiedTokens"][hexKey(r.ID)] == byApply {
 			t.Errorf("session %d (deleted by apply: %v): its unverifiedTokens row present = %v", i, byApply, !byApply)
 		}
@@ -160,9 +166,9 @@ func guardsUnderChanges(t *testing.T) {
 	}
 	for _, s := range res.Sections {
 		want := perSection[s.Section]
-		if s.Deleted != want.Deleted || s.Processed() != s.Planned {
-			t.Errorf("%s: apply says %+v of %d planned; %d listed rows are gone that the other client did not delete",
-				s.Section, s.Counts, s.Planned, want.Deleted)
+		if s.Deleted != want.Deleted || s.Unverified != want.Unverified || s.Devices != want.Devices || s.Processed() != s.Planned {
+			t.Errorf("%s: apply says %+v of %d planned; %d listed rows are gone that the other client did not delete, with %d unverifiedTokens and %d devices rows",
+				s.Section, s.Counts, s.Planned, want.Deleted, want.Unverified, want.Devices)
 		}
 	}
 	t.Logf("%d rows changed by the other client; apply: %+v", others, res.Sections)

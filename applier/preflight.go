@@ -60,30 +60,27 @@ type statement struct {
 	args  []any
 }
 
-// statementsFor lists every statement a batch of sec may send: the guarded
-// path's (deleteBatchGuarded) and the read-and-lock path's (deleteBatch).
+// statementsFor lists every statement a batch of sec may send: the fast
+// path's (deleteBatchFast) and the portable path's (deleteBatch).
 func statementsFor(sec manifest.Section, rows []manifest.Row) ([]statement, error) {
 	locked, err := lockedStatements(sec, rows)
 	if err != nil {
 		return nil, err
 	}
-	return append(guardedStatements(sec, rows), locked...), nil
+	return append(fastStatements(sec, rows), locked...), nil
 }
 
-// guardedStatements are the statements of deleteBatchGuarded, in the order
-// it sends them (the count only when rows are short). A table outside the
-// allow-list yields none.
-func guardedStatements(sec manifest.Section, rows []manifest.Row) []statement {
-	var out []statement
+// fastStatements are the statements of deleteBatchFast (the read of the
+// keys left only when rows are short). A table outside the allow-list
+// yields none.
+func fastStatements(sec manifest.Section, rows []manifest.Row) []statement {
 	if sec.Table == manifest.TableSessionTokens {
-		q, args := deleteUnverifiedGuardedSQL(sec, rows)
-		out = append(out, statement{q, args})
-		if sec.Stage == manifest.StageMaxSessions {
-			q, args := deleteDevicesGuardedSQL(sec, rows)
-			out = append(out, statement{q, args})
-		}
+		sel, sargs := selectSessionsForDeleteSQL(rows)
+		del, dargs := deleteSessionsSQL(sec.Stage, rows)
+		return []statement{{sel, sargs}, {del, dargs}}
 	}
-	if q, args, err := deleteGuardedSQL(sec, rows); err == nil {
+	var out []statement
+	if q, args, err := deleteExactSQL(sec.Table, rows); err == nil {
 		out = append(out, statement{q, args})
 	}
 	if q, args, err := presentKeysSQL(sec.Table, rows); err == nil {

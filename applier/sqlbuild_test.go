@@ -16,8 +16,6 @@ func TestSQLBuilders(t *testing.T) {
 	c1, c2 := int64(1700000000001), int64(1700000000002)
 	two := []manifest.Row{{ID: id1, UID: u1, CreatedAt: c1}, {ID: id2, UID: u2, CreatedAt: c2}}
 	one := two[:1]
-	ta := manifest.Section{Stage: manifest.StageTokenAge, Table: manifest.TableSessionTokens}
-	ms := manifest.Section{Stage: manifest.StageMaxSessions, Table: manifest.TableSessionTokens}
 	type built struct {
 		q    string
 		args []any
@@ -57,31 +55,21 @@ func TestSQLBuilders(t *testing.T) {
 		{"delete devices names uid", without(deleteDevicesSQL(two)),
 			"DELETE FROM devices WHERE (uid = ? AND sessionTokenId = ?) OR (uid = ? AND sessionTokenId = ?)",
 			[]any{u1, id1, u2, id2}},
-		{"guarded delete, token-age sessions: planned row, no device", with(deleteGuardedSQL(ta, two)),
-			"DELETE FROM sessionTokens WHERE tokenId IN (?, ?) AND ((tokenId, uid, createdAt) IN ((?, ?, ?), (?, ?, ?))) IS TRUE" +
-				" AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.uid = sessionTokens.uid AND d.sessionTokenId = sessionTokens.tokenId)",
-			[]any{id1, id2, id1, u1, c1, id2, u2, c2}},
-		{"guarded delete, max-sessions: devices do not keep a session", with(deleteGuardedSQL(ms, one)),
-			"DELETE FROM sessionTokens WHERE tokenId IN (?) AND ((tokenId, uid, createdAt) IN ((?, ?, ?))) IS TRUE",
-			[]any{id1, id1, u1, c1}},
-		{"guarded delete, signin codes", with(deleteGuardedSQL(manifest.Section{Stage: manifest.StageCodeAge, Table: manifest.TableSigninCodes}, one)),
-			"DELETE FROM signinCodes WHERE hash IN (?) AND ((hash, uid, createdAt) IN ((?, ?, ?))) IS TRUE",
-			[]any{id1, id1, u1, c1}},
-		{"guarded delete, unblock codes by (uid, hash)", with(deleteGuardedSQL(manifest.Section{Stage: manifest.StageCodeAge, Table: manifest.TableUnblockCodes}, two)),
-			"DELETE FROM unblockCodes WHERE ((uid = ? AND unblockCodeHash = ?) OR (uid = ? AND unblockCodeHash = ?)) AND ((uid, unblockCodeHash, createdAt) IN ((?, ?, ?), (?, ?, ?))) IS TRUE",
-			[]any{u1, id1, u2, id2, u1, id1, c1, u2, id2, c2}},
-		{"guarded unverified, token-age: only of sessions the guarded delete deletes", without(deleteUnverifiedGuardedSQL(ta, one)),
-			"DELETE FROM unverifiedTokens WHERE tokenId IN (?) AND EXISTS (SELECT 1 FROM sessionTokens s WHERE s.tokenId = unverifiedTokens.tokenId" +
-				" AND ((s.tokenId, s.uid, s.createdAt) IN ((?, ?, ?))) IS TRUE AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.uid = s.uid AND d.sessionTokenId = s.tokenId))",
-			[]any{id1, id1, u1, c1}},
-		{"guarded unverified, max-sessions", without(deleteUnverifiedGuardedSQL(ms, one)),
-			"DELETE FROM unverifiedTokens WHERE tokenId IN (?) AND EXISTS (SELECT 1 FROM sessionTokens s WHERE s.tokenId = unverifiedTokens.tokenId" +
-				" AND ((s.tokenId, s.uid, s.createdAt) IN ((?, ?, ?))) IS TRUE)",
-			[]any{id1, id1, u1, c1}},
-		{"guarded devices, max-sessions: same uid, planned session", without(deleteDevicesGuardedSQL(ms, two)),
-			"DELETE FROM devices WHERE ((uid = ? AND sessionTokenId = ?) OR (uid = ? AND sessionTokenId = ?)) AND EXISTS (SELECT 1 FROM sessionTokens s" +
-				" WHERE s.tokenId = devices.sessionTokenId AND s.uid = devices.uid AND ((s.tokenId, s.uid, s.createdAt) IN ((?, ?, ?), (?, ?, ?))) IS TRUE)",
-			[]any{u1, id1, u2, id2, id1, u1, c1, id2, u2, c2}},
+		{"sessions read for the fast path: devices joined by uid, locked", without(selectSessionsForDeleteSQL(two)),
+			"SELECT s.tokenId, s.uid, s.createdAt, d.id FROM sessionTokens s LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE s.tokenId IN (?, ?) FOR UPDATE",
+			[]any{id1, id2}},
+		{"token-age sessions deleted with their unverified rows", without(deleteSessionsSQL(manifest.StageTokenAge, two)),
+			"DELETE s, u FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId WHERE s.tokenId IN (?, ?)",
+			[]any{id1, id2}},
+		{"max-sessions sessions deleted with unverified rows and devices of the same uid", without(deleteSessionsSQL(manifest.StageMaxSessions, one)),
+			"DELETE s, u, d FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE s.tokenId IN (?)",
+			[]any{id1}},
+		{"exact delete, signin codes", with(deleteExactSQL(manifest.TableSigninCodes, one)),
+			"DELETE t FROM signinCodes t FORCE INDEX (PRIMARY) WHERE (t.hash, t.uid, t.createdAt) IN ((?, ?, ?))",
+			[]any{id1, u1, c1}},
+		{"exact delete, unblock codes by (uid, hash)", with(deleteExactSQL(manifest.TableUnblockCodes, two)),
+			"DELETE t FROM unblockCodes t FORCE INDEX (PRIMARY) WHERE (t.uid, t.unblockCodeHash, t.createdAt) IN ((?, ?, ?), (?, ?, ?))",
+			[]any{u1, id1, c1, u2, id2, c2}},
 		{"keys still there", with(presentKeysSQL(manifest.TableSessionTokens, two)),
 			"SELECT tokenId FROM sessionTokens WHERE tokenId IN (?, ?)", []any{id1, id2}},
 		{"unblock code keys still there", with(presentKeysSQL(manifest.TableUnblockCodes, one)),
@@ -112,11 +100,11 @@ func TestSQLBuildersRefuseUnknownTables(t *testing.T) {
 		if _, _, err := deleteRowsSQL(table, rows); err == nil {
 			t.Errorf("delete from %q was built", table)
 		}
-		if _, _, err := deleteGuardedSQL(manifest.Section{Stage: manifest.StageCodeAge, Table: table}, rows); err == nil {
-			t.Errorf("guarded delete from %q was built", table)
+		if _, _, err := deleteExactSQL(table, rows); err == nil {
+			t.Errorf("exact delete from %q was built", table)
 		}
 		if _, _, err := presentKeysSQL(table, rows); err == nil {
-			t.Errorf("count of %q was built", table)
+			t.Errorf("key read of %q was built", table)
 		}
 	}
 }
