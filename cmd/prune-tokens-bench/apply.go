@@ -113,7 +113,7 @@ func (b *bench) compare(tmpl, manifestPath string, rows []manifest.Row, size int
 	}
 	ckpt := filepath.Join(b.dir, fmt.Sprintf("apply-%s.checkpoint", applyDB))
 	args := append([]string{"apply", "--manifest", manifestPath, "--checkpoint", ckpt,
-		"--batchSize", strconv.Itoa(size), "--wait", "0", "--maxManifestAge", "0"}, extra...)
+		"--batchSize", strconv.Itoa(size), "--wait", "0", "--maxManifestAge", "0"}, append(b.applyArgs, extra...)...)
 	if c.apply, _, c.output, err = b.run(b.dsn(applyDB), args...); err != nil {
 		return c, err
 	}

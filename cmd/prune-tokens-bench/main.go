@@ -46,6 +46,7 @@ func main() {
 		planSizes  = flag.String("plan-sessions", "1000000,3000000", "session tokens to seed for each plan run")
 		applyRows  = flag.Int("apply-rows", 200_000, "expired session tokens per apply run")
 		batches    = flag.String("batches", "1000,100,1", "apply batch sizes")
+		applyArgs  = flag.String("apply-args", "", "extra flags for every apply run (space-separated)")
 		skipPlan   = flag.Bool("skip-plan", false, "skip the plan benchmark")
 		skipApply  = flag.Bool("skip-apply", false, "skip the apply benchmark")
 		skipScale  = flag.Bool("skip-scale", false, "skip apply at scale (the first plan size applied, against the plain loop)")
@@ -89,6 +90,7 @@ func main() {
 			}
 			sizes = append(sizes, n)
 		}
+		b.applyArgs = strings.Fields(*applyArgs)
 		b.fail(b.apply(*applyRows, sizes))
 	}
 }
@@ -101,6 +103,8 @@ type bench struct {
 	dir    string
 	now    time.Time
 	dbs    []string
+	// applyArgs are extra flags for every apply run.
+	applyArgs []string
 }
 
 func newBench(serverDSN, bin string) (*bench, error) {
