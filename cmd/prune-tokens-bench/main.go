@@ -47,6 +47,7 @@ func main() {
 		applyRows  = flag.Int("apply-rows", 200_000, "expired session tokens per apply run")
 		batches    = flag.String("batches", "1000,100,1", "apply batch sizes")
 		applyArgs  = flag.String("apply-args", "", "extra flags for every apply run (space-separated)")
+		reps       = flag.Int("reps", 3, "runs of each apply comparison; the medians count")
 		skipPlan   = flag.Bool("skip-plan", false, "skip the plan benchmark")
 		skipApply  = flag.Bool("skip-apply", false, "skip the apply benchmark")
 		skipScale  = flag.Bool("skip-scale", false, "skip apply at scale (the first plan size applied, against the plain loop)")
@@ -91,7 +92,7 @@ func main() {
 			sizes = append(sizes, n)
 		}
 		b.applyArgs = strings.Fields(*applyArgs)
-		b.fail(b.apply(*applyRows, sizes))
+		b.fail(b.apply(*applyRows, sizes, max(1, *reps)))
 	}
 }
 
