@@ -32,7 +32,7 @@ $(DUCKDB_STAMP): testdata/duckdb/package.json testdata/duckdb/package-lock.json
 	@touch $@
 
 # Fuzzing: the manifest reader, the checkpoint reader, the duration parser and
-# the session cache's key parser must turn any input into a clean error, never a panic. make test runs each target briefly;
+# the session cache's JSON member cutter must turn any input into a clean error, never a panic. make test runs each target briefly;
 # make fuzz runs them longer (FUZZTIME each), keeping finds in testdata/fuzz.
 FUZZ_TARGETS := ./manifest:FuzzManifest ./manifest:FuzzManifestRows ./applier:FuzzCheckpoint ./internal/duration:FuzzParse ./internal/sessioncache:FuzzCut
 FUZZTIME ?= 5m
