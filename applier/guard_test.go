@@ -205,18 +205,7 @@ func addDeviceIfPresent(t *testing.T, db *sql.DB, r manifest.Row) bool {
 // deleteListed deletes a listed row as someone else would; it reports
 // whether the row was there to delete.
 func deleteListed(t *testing.T, db *sql.DB, r manifest.Row) bool {
-	q := map[string]string{
-		manifest.TableSessionTokens:        "DELETE FROM sessionTokens WHERE tokenId = ?",
-		manifest.TableAccountResetTokens:   "DELETE FROM accountResetTokens WHERE tokenId = ?",
-		manifest.TablePasswordForgotTokens: "DELETE FROM passwordForgotTokens WHERE tokenId = ?",
-		manifest.TablePasswordChangeTokens: "DELETE FROM passwordChangeTokens WHERE tokenId = ?",
-		manifest.TableSigninCodes:          "DELETE FROM signinCodes WHERE hash = ?",
-		manifest.TableUnblockCodes:         "DELETE FROM unblockCodes WHERE uid = ? AND unblockCodeHash = ?",
-	}[r.Table]
-	args := []any{r.ID}
-	if r.Table == manifest.TableUnblockCodes {
-		args = []any{r.UID, r.ID}
-	}
+	q, args := appliertest.DeleteRowSQL(r)
 	return affected(t, db, q, args...) == 1
 }
 

@@ -400,15 +400,7 @@ func TestCancelKillsRunningStatement(t *testing.T) {
 		f.session(i+1, 1, int64(i))
 	}
 	f.insert(t, db)
-	locker, err := db.SQL.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close()
-	if _, err := locker.ExecContext(context.Background(), "LOCK TABLES sessionTokens WRITE"); err != nil {
-		t.Fatal(err)
-	}
-	defer locker.ExecContext(context.Background(), "UNLOCK TABLES")
+	db.LockTableWrite(t, "sessionTokens")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

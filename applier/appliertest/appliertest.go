@@ -314,20 +314,30 @@ func (f *Fixture) Listed(stage, table string) []manifest.Row {
 	return out
 }
 
-// DeleteListed deletes a listed row as someone else would, after the plan.
-// Rows that would have gone with it (a session's devices and unverified
-// row) stay: apply touches nothing of a row that is already gone.
-func (f *Fixture) DeleteListed(t testing.TB, r manifest.Row) {
-	t.Helper()
+// DeleteRowSQL is the statement that deletes one listed row by its key, as
+// another client of the database would.
+func DeleteRowSQL(r manifest.Row) (string, []any) {
 	q := map[string]string{
 		manifest.TableSessionTokens:        "DELETE FROM sessionTokens WHERE tokenId = ?",
 		manifest.TableAccountResetTokens:   "DELETE FROM accountResetTokens WHERE tokenId = ?",
 		manifest.TablePasswordForgotTokens: "DELETE FROM passwordForgotTokens WHERE tokenId = ?",
 		manifest.TablePasswordChangeTokens: "DELETE FROM passwordChangeTokens WHERE tokenId = ?",
 		manifest.TableSigninCodes:          "DELETE FROM signinCodes WHERE hash = ?",
-		manifest.TableUnblockCodes:         "DELETE FROM unblockCodes WHERE unblockCodeHash = ?",
+		manifest.TableUnblockCodes:         "DELETE FROM unblockCodes WHERE uid = ? AND unblockCodeHash = ?",
 	}[r.Table]
-	if _, err := f.DB.SQL.Exec(q, r.ID); err != nil {
+	if r.Table == manifest.TableUnblockCodes {
+		return q, []any{r.UID, r.ID}
+	}
+	return q, []any{r.ID}
+}
+
+// DeleteListed deletes a listed row as someone else would, after the plan.
+// Rows that would have gone with it (a session's devices and unverified
+// row) stay: apply touches nothing of a row that is already gone.
+func (f *Fixture) DeleteListed(t testing.TB, r manifest.Row) {
+	t.Helper()
+	q, args := DeleteRowSQL(r)
+	if _, err := f.DB.SQL.Exec(q, args...); err != nil {
 		t.Fatalf("delete listed %s row: %v", r.Table, err)
 	}
 	f.add(r.Table, hexKey(r.Key()), false)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -365,15 +364,7 @@ func TestPlanScanErrorLeavesNoManifest(t *testing.T) {
 func TestPlanCtrlCStopsTheServerStatement(t *testing.T) {
 	db := dbtest.New(t)
 	seedPlanDB(t, db)
-	locker, err := db.SQL.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close()
-	if _, err := locker.ExecContext(context.Background(), "LOCK TABLES sessionTokens WRITE"); err != nil {
-		t.Fatal(err)
-	}
-	defer locker.ExecContext(context.Background(), "UNLOCK TABLES")
+	db.LockTableWrite(t, "sessionTokens")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "p.parquet")
 	statements := func() int {

@@ -4,6 +4,7 @@
 package dbtest
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -159,6 +160,25 @@ func (d *DB) Checksums(t testing.TB) map[string]int64 {
 		out[tbl] = sum.Int64
 	}
 	return out
+}
+
+// LockTableWrite holds a WRITE lock on table from a connection of its own
+// until the test ends, so a statement of the code under test waits on the
+// server.
+func (d *DB) LockTableWrite(t testing.TB, table string) {
+	t.Helper()
+	conn, err := d.SQL.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "LOCK TABLES `"+table+"` WRITE"); err != nil {
+		conn.Close()
+		t.Fatalf("lock %s: %v", table, err)
+	}
+	t.Cleanup(func() {
+		conn.ExecContext(context.Background(), "UNLOCK TABLES")
+		conn.Close()
+	})
 }
 
 // Count returns the number of rows in a table.
