@@ -247,16 +247,10 @@ func exec(ctx context.Context, q querier, table, query string, args []any) (int6
 // each carrying several statements (the connection allows them): where the
 // plain delete loop sends BEGIN, DELETE, DELETE, COMMIT, it sends
 //
-//   - for token-age sessions: START TRANSACTION and the two guarded
-//     DELETEs of deleteTokenAgeSQL (the unverifiedTokens rows of the
-//     sessions still as planned and without a device, then those
-//     sessions); only if fewer sessions went than listed, a read of the
-//     keys still there (kept by the guard; the rest were already gone);
-//     then COMMIT;
-//   - for max-sessions sessions: START TRANSACTION and the joined locking
-//     read of the listed sessions and their devices; the rows are
-//     classified as in deleteBatch; then one DELETE of the eligible
-//     sessions with their unverifiedTokens rows and devices, and COMMIT;
+//   - for sessions: START TRANSACTION and the joined locking read of the
+//     listed sessions and their devices; the rows are classified as in
+//     deleteBatch; then one DELETE of the eligible sessions with their
+//     unverifiedTokens rows (and, in max-sessions, devices), and COMMIT;
 //   - for the other tables: START TRANSACTION and a DELETE of the rows
 //     still exactly as planned (deleteExactSQL); only if it deleted fewer
 //     than listed, a read of the keys still there (kept by the guard; the
@@ -278,35 +272,20 @@ func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, 
 			cancel()
 		}
 	}()
-	var c Counts
-	switch {
-	case sec.Table == manifest.TableSessionTokens && sec.Stage == manifest.StageTokenAge:
-		unverified, sessions := deleteTokenAgeSQL(rows)
-		open = true
-		affected, err := multiExec(ctx, conn, "START TRANSACTION; "+unverified.query+"; "+sessions.query,
-			append(slices.Clip(unverified.args), sessions.args...))
-		if err != nil {
-			return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
-		}
-		c.Unverified = affected[len(affected)-2]
-		c.Deleted = affected[len(affected)-1]
-		if c.Unverified > c.Deleted {
-			return outcome{}, fmt.Errorf("sessionTokens: %d unverifiedTokens rows deleted with %d sessions", c.Unverified, c.Deleted)
-		}
-	case sec.Table == manifest.TableSessionTokens:
+	if sec.Table == manifest.TableSessionTokens {
 		return deleteSessionsFast(ctx, conn, sec, rows, beforeCommit, &open)
-	default:
-		q, args, err := deleteExactSQL(sec.Table, rows)
-		if err != nil {
-			return outcome{}, err
-		}
-		open = true
-		affected, err := multiExec(ctx, conn, "START TRANSACTION; "+q, args)
-		if err != nil {
-			return outcome{}, fmt.Errorf("delete from %s: %w", sec.Table, err)
-		}
-		c.Deleted = affected[len(affected)-1]
 	}
+	q, args, err := deleteExactSQL(sec.Table, rows)
+	if err != nil {
+		return outcome{}, err
+	}
+	open = true
+	affected, err := multiExec(ctx, conn, "START TRANSACTION; "+q, args)
+	if err != nil {
+		return outcome{}, fmt.Errorf("delete from %s: %w", sec.Table, err)
+	}
+	var c Counts
+	c.Deleted = affected[len(affected)-1]
 	removed := rows
 	if short := int64(len(rows)) - c.Deleted; short > 0 {
 		kept, err := presentKeys(ctx, conn, sec.Table, rows)

@@ -74,11 +74,6 @@ func statementsFor(sec manifest.Section, rows []manifest.Row) ([]statement, erro
 // keys left only when rows are short). A table outside the allow-list
 // yields none.
 func fastStatements(sec manifest.Section, rows []manifest.Row) []statement {
-	if sec.Table == manifest.TableSessionTokens && sec.Stage == manifest.StageTokenAge {
-		unverified, sessions := deleteTokenAgeSQL(rows)
-		keys, kargs, _ := presentKeysSQL(sec.Table, rows)
-		return []statement{unverified, sessions, {keys, kargs}}
-	}
 	if sec.Table == manifest.TableSessionTokens {
 		sel, sargs := selectSessionsForDeleteSQL(rows)
 		del, dargs := deleteSessionsSQL(sec.Stage, rows)

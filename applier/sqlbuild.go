@@ -189,48 +189,6 @@ func deleteSessionsSQL(stage string, rows []manifest.Row) (string, []any) {
 	return q, args
 }
 
-// plannedSessions is the batch as planned, a derived table p(t, u, c) of
-// (tokenId, uid, createdAt): a SELECT that names the columns, then a table
-// value constructor for the other rows. Joined to sessionTokens on all
-// three, it keeps the guard "the planned row only" out of the range
-// optimizer (a 1,000-tuple (tokenId, uid, createdAt) IN list ran at 0.74
-// to 0.80 of the plain loop, this join at its rate).
-func plannedSessions(rows []manifest.Row) (string, []any) {
-	var b strings.Builder
-	b.WriteString("(SELECT ? AS t, ? AS u, ? AS c")
-	if len(rows) > 1 {
-		b.WriteString(" UNION ALL VALUES ")
-		b.WriteString(strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(rows)-1), ", "))
-	}
-	b.WriteString(") AS p")
-	args := make([]any, 0, 3*len(rows))
-	for _, r := range rows {
-		args = append(args, r.ID, r.UID, r.CreatedAt)
-	}
-	return b.String(), args
-}
-
-// guardedSessionsJoin joins the planned batch to the sessions still exactly
-// as planned and without a device (same uid and sessionTokenId): the rows
-// token-age may delete. In a DELETE the sessions and devices it reads are
-// locked (current reads; the index gap where a device would go too), so
-// no device can appear between the two statements of deleteTokenAgeSQL.
-const guardedSessionsJoin = " JOIN sessionTokens s ON s.tokenId = p.t AND s.uid = p.u AND s.createdAt = p.c" +
-	" LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId"
-
-// deleteTokenAgeSQL deletes a batch of token-age sessions with the guard in
-// the statements, no read first: the unverifiedTokens rows of the sessions
-// that pass it, then those sessions. The second statement's count says
-// whether every listed session went; only when fewer went does apply read
-// which are still there (kept by the guard; the rest were already gone).
-// An unverifiedTokens row of a session already gone is not touched.
-func deleteTokenAgeSQL(rows []manifest.Row) (unverified, sessions statement) {
-	p, args := plannedSessions(rows)
-	unverified = statement{"DELETE u FROM " + p + " JOIN unverifiedTokens u ON u.tokenId = p.t" + guardedSessionsJoin + " WHERE d.id IS NULL", args}
-	sessions = statement{"DELETE s FROM " + p + guardedSessionsJoin + " WHERE d.id IS NULL", args}
-	return unverified, sessions
-}
-
 // deleteExactSQL deletes the listed rows of a table without dependants that
 // are still exactly as planned: key, uid and createdAt. The list of
 // (key, uid, createdAt) drives the statement on the primary key; FORCE

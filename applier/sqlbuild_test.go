@@ -23,11 +23,6 @@ func TestSQLBuilders(t *testing.T) {
 	}
 	with := func(q string, args []any, err error) built { return built{q, args, err} }
 	without := func(q string, args []any) built { return built{q, args, nil} }
-	tokenAge := func(rows []manifest.Row, which int) (string, []any) {
-		unverified, sessions := deleteTokenAgeSQL(rows)
-		s := []statement{unverified, sessions}[which]
-		return s.query, s.args
-	}
 	cases := []struct {
 		name     string
 		got      built
@@ -63,15 +58,9 @@ func TestSQLBuilders(t *testing.T) {
 		{"sessions read for the fast path: devices joined by uid, locked", without(selectSessionsForDeleteSQL(two)),
 			"SELECT s.tokenId, s.uid, s.createdAt, d.id FROM sessionTokens s LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE s.tokenId IN (?, ?) FOR UPDATE",
 			[]any{id1, id2}},
-		{"token-age: unverified rows of the sessions still as planned and without a device", without(tokenAge(two, 0)),
-			"DELETE u FROM (SELECT ? AS t, ? AS u, ? AS c UNION ALL VALUES (?, ?, ?)) AS p JOIN unverifiedTokens u ON u.tokenId = p.t JOIN sessionTokens s ON s.tokenId = p.t AND s.uid = p.u AND s.createdAt = p.c LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE d.id IS NULL",
-			[]any{id1, u1, c1, id2, u2, c2}},
-		{"token-age: the sessions still as planned and without a device", without(tokenAge(two, 1)),
-			"DELETE s FROM (SELECT ? AS t, ? AS u, ? AS c UNION ALL VALUES (?, ?, ?)) AS p JOIN sessionTokens s ON s.tokenId = p.t AND s.uid = p.u AND s.createdAt = p.c LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE d.id IS NULL",
-			[]any{id1, u1, c1, id2, u2, c2}},
-		{"token-age, one row: no table value constructor", without(tokenAge(one, 1)),
-			"DELETE s FROM (SELECT ? AS t, ? AS u, ? AS c) AS p JOIN sessionTokens s ON s.tokenId = p.t AND s.uid = p.u AND s.createdAt = p.c LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE d.id IS NULL",
-			[]any{id1, u1, c1}},
+		{"token-age sessions deleted with their unverified rows", without(deleteSessionsSQL(manifest.StageTokenAge, two)),
+			"DELETE s, u FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId WHERE s.tokenId IN (?, ?)",
+			[]any{id1, id2}},
 		{"max-sessions sessions deleted with unverified rows and devices of the same uid", without(deleteSessionsSQL(manifest.StageMaxSessions, one)),
 			"DELETE s, u, d FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE s.tokenId IN (?)",
 			[]any{id1}},
