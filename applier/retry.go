@@ -25,6 +25,20 @@ type RetryPolicy struct {
 // stops with its checkpoint intact.
 var DefaultRetry = RetryPolicy{Attempts: 8, Initial: 250 * time.Millisecond, Max: 15 * time.Second}
 
+// budget is the time the retries of one batch wait in all, without jitter:
+// how long apply keeps trying a database it cannot reach.
+func (p RetryPolicy) budget() time.Duration {
+	var total time.Duration
+	d := p.Initial
+	for range p.Attempts {
+		total += min(d, p.Max)
+		if d < p.Max {
+			d *= 2
+		}
+	}
+	return total
+}
+
 // backoff returns the wait before retry number attempt (1-based).
 func (p RetryPolicy) backoff(attempt int) time.Duration {
 	d := p.Initial

@@ -65,7 +65,10 @@ func newGovernor(ctx context.Context, o Options, db *sql.DB, log func(string, ..
 		MaxReplicaLag: o.MaxReplicaLag, HeartbeatTable: o.HeartbeatTable,
 		MaxLoad: o.MaxLoad, CriticalLoad: o.CriticalLoad, MaxHistoryLength: maxHistory,
 		BatchSize: o.BatchSize, BatchSizeCap: MaxBatchSize, MaxBatchTime: o.MaxBatchTime,
-		Pause: func() string { return g.ctl.PauseReason() }, Logf: log})
+		// A primary that cannot be read holds apply (fail closed), but no
+		// longer than a batch would retry a database it cannot reach.
+		PrimaryPatience: o.Retry.budget(),
+		Pause:           func() string { return g.ctl.PauseReason() }, Logf: log})
 	if err != nil {
 		return nil, err
 	}
@@ -178,8 +181,8 @@ func (g *governor) describe(o Options) string {
 }
 
 // gate is asked before each batch: it returns when the batch may run, or
-// errStopRequested, an error wrapping throttle.ErrCriticalLoad, errOutOfTime
-// or ErrInterrupted. While held it logs a status line every every.
+// errStopRequested, an error wrapping throttle.ErrCriticalLoad or
+// throttle.ErrPrimaryUnreadable, errOutOfTime or ErrInterrupted. While held it logs a status line every every.
 func (g *governor) gate(ctx context.Context, deadline time.Time, every time.Duration, status func()) error {
 	for {
 		if g.ctl.StopRequested() {
@@ -195,7 +198,7 @@ func (g *governor) gate(ctx context.Context, deadline time.Time, every time.Dura
 				return errStopRequested
 			}
 			return nil
-		case errors.Is(err, throttle.ErrCriticalLoad):
+		case errors.Is(err, throttle.ErrCriticalLoad), errors.Is(err, throttle.ErrPrimaryUnreadable):
 			return err
 		case g.ctl.StopRequested():
 			return errStopRequested

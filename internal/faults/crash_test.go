@@ -120,7 +120,15 @@ func TestDatabaseDownApplyGivesUp(t *testing.T) {
 	}
 	retries := strings.Count(p.Stderr.String(), "transient error")
 	t.Logf("gave up %v after the kill, after %d retries: %s", gaveUp.Round(time.Second), retries, line)
-	if retries < 2 {
+	switch {
+	case strings.Contains(line, "primary unreadable for"):
+		// The kill came between batches: the throttle check before the
+		// next one found the server gone, held apply (fail closed) for the
+		// retry budget, then gave up the same way.
+		if !strings.Contains(p.Stderr.String(), "throttled: primary status unreadable") {
+			t.Errorf("gave up on an unreadable primary without saying it held apply:\n%s", p.Stderr)
+		}
+	case retries < 2:
 		t.Errorf("only %d retries before giving up", retries)
 	}
 	if st, err := os.Stat(cp); err != nil || st.Size() == 0 {
@@ -136,6 +144,54 @@ func TestDatabaseDownApplyGivesUp(t *testing.T) {
 	at := resumedAt(p)
 	if at <= 0 || int64(gone) < at || int64(gone) > at+10 {
 		t.Errorf("resumed at row %d with %d manifest rows already gone; want gone within [recorded, recorded+batch]", at, gone)
+	}
+	f.Check(t)
+	if got := db.Checksums(t); !sameSums(got, want) {
+		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestDatabaseDownWhileHeld: apply is held (here by a pause file) when the
+// server dies. The throttle check that finds the primary unreadable keeps
+// holding it (fail closed), but only for the retry budget: then apply exits
+// 3 saying how to resume, having deleted nothing, and a rerun after the
+// restart finishes the job.
+func TestDatabaseDownWhileHeld(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	dir := t.TempDir()
+	path, want := reference(t, privateDB(t, srv, "ref"), dir)
+	db := privateDB(t, srv, "fxa")
+	f := appliertest.New(t, db, crashSeed, crashSizes)
+	cp := filepath.Join(dir, "fxa.checkpoint")
+	pause := filepath.Join(dir, "pause")
+	if err := os.WriteFile(pause, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := db.Checksums(t)
+
+	p := clitest.Start(t, nil, append(slowApply(db.DSN, path, cp), "--pauseFile", pause)...)
+	for !strings.Contains(p.Stderr.String(), "pause file") {
+		if p.Exited() {
+			t.Fatalf("apply ended before it was held:\n%s", p)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.Kill(t)
+	p.Wait(t)
+	line := p.LastLine(t)
+	if p.Code != 3 || !strings.Contains(line, "primary unreadable for") || !strings.Contains(line, "rerun") || !strings.Contains(line, cp) {
+		t.Fatalf("apply held with the server down: exit %d, %q; want exit 3 naming the unreadable primary and how to resume\n%s", p.Code, line, p.Stderr)
+	}
+
+	srv.Restart(t)
+	if got := db.Checksums(t); !sameSums(got, before) {
+		t.Errorf("rows changed while apply was held:\n got %v\nwant %v", got, before)
+	}
+	if err := os.Remove(pause); err != nil {
+		t.Fatal(err)
+	}
+	if p := clitest.Run(t, nil, slowApply(db.DSN, path, cp)...); p.Code != 0 {
+		t.Fatalf("rerun after restart: %s", p)
 	}
 	f.Check(t)
 	if got := db.Checksums(t); !sameSums(got, want) {

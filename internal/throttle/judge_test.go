@@ -1,6 +1,7 @@
 package throttle
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"strings"
@@ -212,5 +213,29 @@ func TestNewRefuses(t *testing.T) {
 	// Without primary signals no primary is needed.
 	if _, err := New(Config{BatchSize: 1, MaxHistoryLength: Off, Replicas: []Replica{{DB: db}}}); err != nil {
 		t.Errorf("replicas only: %v", err)
+	}
+}
+
+// A primary that cannot be read holds apply, but only for PrimaryPatience:
+// then Wait gives up with ErrPrimaryUnreadable and the read error, so that a
+// database gone for good ends the run (exit 3, resumable) instead of holding
+// it for ever. Without a patience it holds until the context ends.
+func TestPrimaryUnreadableGivesUp(t *testing.T) {
+	thr := judged(t, Config{PrimaryPatience: 300 * time.Millisecond, CheckEvery: 20 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := thr.Wait(ctx)
+	if !errors.Is(err, ErrPrimaryUnreadable) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Wait on an unreachable primary with a patience: %v; want ErrPrimaryUnreadable naming the read error", err)
+	}
+	if st := thr.Status(); len(st.ThrottledFor) == 0 {
+		t.Errorf("the time held before giving up is not accounted: %+v", st)
+	}
+
+	forever := judged(t, Config{CheckEvery: 20 * time.Millisecond})
+	ctx, cancel = context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := forever.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on an unreachable primary without a patience: %v; want it to hold until the context ends", err)
 	}
 }

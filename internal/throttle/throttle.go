@@ -31,6 +31,11 @@ const (
 // apart: the caller stops cleanly (exit 3) with its checkpoint current.
 var ErrCriticalLoad = errors.New("critical load")
 
+// ErrPrimaryUnreadable is returned (wrapped, with the last read error) by
+// Wait when the primary's status could not be read for PrimaryPatience: the
+// database apply deletes from is gone, and holding for ever would hide it.
+var ErrPrimaryUnreadable = errors.New("primary unreadable")
+
 // Replica is one replica to watch.
 type Replica struct {
 	Name string  // in reasons and status: "replica-2"; "" = "replica-N" by position
@@ -71,6 +76,10 @@ type Config struct {
 	CacheFor        time.Duration // reuse a passing reading this long; 0 = DefaultCacheFor, Off = every call
 	ReadTimeout     time.Duration // a server that does not answer in this long throttles; 0 = DefaultReadTimeout
 	CriticalConfirm time.Duration // 0 = DefaultCriticalConfirm
+	// PrimaryPatience is how long the primary may stay unreadable (each
+	// check holds meanwhile) before Wait gives up with
+	// ErrPrimaryUnreadable; 0 = hold for ever.
+	PrimaryPatience time.Duration
 
 	// Pause, when set, is asked on every Wait; a non-empty answer (say,
 	// "pause file /run/x exists") holds apply like any other reason.
@@ -110,7 +119,8 @@ type Throttler struct {
 	replicas  []*replica
 	heartbeat string // quoted `db`.`table`, or ""
 
-	checkMu sync.Mutex // one check at a time
+	checkMu     sync.Mutex // one check at a time
+	primaryLost time.Time  // first unreadable primary reading of the current spell (under checkMu)
 
 	mu             sync.Mutex
 	lim            limits
@@ -236,7 +246,8 @@ func (t *Throttler) logf(format string, args ...any) {
 // exceeded (one check, or a reading younger than CacheFor), otherwise after
 // re-checking every CheckEvery until nothing is. It returns an error
 // wrapping ErrCriticalLoad when a critical threshold stayed exceeded for
-// CriticalConfirm, or ctx's error when ctx ends first (end it on a stop
+// CriticalConfirm, one wrapping ErrPrimaryUnreadable when the primary could
+// not be read for PrimaryPatience, or ctx's error when ctx ends first (end it on a stop
 // request or at the run's time limit). Call it with no transaction open.
 func (t *Throttler) Wait(ctx context.Context) error {
 	t.checkMu.Lock()
@@ -260,6 +271,14 @@ func (t *Throttler) Wait(ctx context.Context) error {
 		}
 		if v.critical != "" {
 			return fmt.Errorf("%w: %s", ErrCriticalLoad, v.critical)
+		}
+		switch {
+		case r.primaryErr == nil:
+			t.primaryLost = time.Time{}
+		case t.primaryLost.IsZero():
+			t.primaryLost = now
+		case t.cfg.PrimaryPatience > 0 && now.Sub(t.primaryLost) >= t.cfg.PrimaryPatience:
+			return fmt.Errorf("%w for %s: %v", ErrPrimaryUnreadable, now.Sub(t.primaryLost).Round(time.Second), r.primaryErr)
 		}
 		t.account(now, v.reasons)
 		if len(v.reasons) == 0 {
