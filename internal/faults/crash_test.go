@@ -82,8 +82,10 @@ func TestDatabaseKilledMidApply(t *testing.T) {
 	if p.Code != 0 {
 		t.Fatalf("apply did not recover from the restarts: %s", p)
 	}
-	if n := strings.Count(p.Stderr.String(), "transient error"); n == 0 {
-		t.Errorf("no retry was logged:\n%s", p.Stderr)
+	if n := strings.Count(p.Stderr.String(), "transient error"); n == 0 && !strings.Contains(p.Stderr.String(), "primary status unreadable") {
+		// A kill between batches is met by the throttle check, which holds
+		// apply until the server is back; one during a batch by its retries.
+		t.Errorf("neither a retry nor a hold on the unreadable primary was logged:\n%s", p.Stderr)
 	} else {
 		t.Logf("%d retries logged", n)
 	}
