@@ -56,16 +56,42 @@ func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(r.Int64N(int64(hi-lo)))
 }
 
+// crashRig is a private server holding two copies of the same data: one
+// applied uninterrupted (its final checksums are want), one for the test.
+type crashRig struct {
+	srv           *mariadbtest.Server
+	dir, path, cp string // work directory, the manifest, the test's checkpoint
+	want          map[string]int64
+	db            *dbtest.DB
+	f             *appliertest.Fixture
+}
+
+func newCrashRig(t *testing.T) *crashRig {
+	srv := mariadbtest.Start(t)
+	dir := t.TempDir()
+	path, want := reference(t, privateDB(t, srv, "ref"), dir)
+	db := privateDB(t, srv, "fxa")
+	return &crashRig{srv: srv, dir: dir, path: path, cp: filepath.Join(dir, "fxa.checkpoint"), want: want,
+		db: db, f: appliertest.New(t, db, crashSeed, crashSizes)}
+}
+
+// checkFinal: the rules held, and every table ends as after the
+// uninterrupted run.
+func (r *crashRig) checkFinal(t *testing.T) {
+	t.Helper()
+	r.f.Check(t)
+	if got := r.db.Checksums(t); !sameSums(got, r.want) {
+		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, r.want)
+	}
+}
+
 // TestDatabaseKilledMidApply: the server dies (SIGKILL) twice during apply
 // and comes back within apply's retry budget: apply retries with backoff and
 // finishes by itself, and every table ends exactly as after an
 // uninterrupted run.
 func TestDatabaseKilledMidApply(t *testing.T) {
-	srv := mariadbtest.Start(t)
-	dir := t.TempDir()
-	path, want := reference(t, privateDB(t, srv, "ref"), dir)
-	db := privateDB(t, srv, "fxa")
-	f := appliertest.New(t, db, crashSeed, crashSizes)
+	rig := newCrashRig(t)
+	srv, dir, path, db := rig.srv, rig.dir, rig.path, rig.db
 	r := rnd()
 
 	p := clitest.Start(t, nil, slowApply(db.DSN, path, filepath.Join(dir, "fxa.checkpoint"))...)
@@ -89,10 +115,7 @@ func TestDatabaseKilledMidApply(t *testing.T) {
 	} else {
 		t.Logf("%d retries logged", n)
 	}
-	f.Check(t)
-	if got := db.Checksums(t); !sameSums(got, want) {
-		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
-	}
+	rig.checkFinal(t)
 }
 
 // TestDatabaseDownApplyGivesUp: the server dies and stays down. apply
@@ -100,12 +123,8 @@ func TestDatabaseKilledMidApply(t *testing.T) {
 // resume; the checkpoint is intact, rows gone are those recorded plus at
 // most the batch in flight, and a rerun after the restart finishes the job.
 func TestDatabaseDownApplyGivesUp(t *testing.T) {
-	srv := mariadbtest.Start(t)
-	dir := t.TempDir()
-	path, want := reference(t, privateDB(t, srv, "ref"), dir)
-	db := privateDB(t, srv, "fxa")
-	f := appliertest.New(t, db, crashSeed, crashSizes)
-	cp := filepath.Join(dir, "fxa.checkpoint")
+	rig := newCrashRig(t)
+	srv, path, db, cp := rig.srv, rig.path, rig.db, rig.cp
 
 	p := clitest.Start(t, nil, slowApply(db.DSN, path, cp)...)
 	time.Sleep(between(rnd(), 300*time.Millisecond, 1500*time.Millisecond))
@@ -138,7 +157,7 @@ func TestDatabaseDownApplyGivesUp(t *testing.T) {
 	}
 
 	srv.Restart(t)
-	gone := listedGone(t, f)
+	gone := listedGone(t, rig.f)
 	p = clitest.Run(t, nil, slowApply(db.DSN, path, cp)...)
 	if p.Code != 0 {
 		t.Fatalf("rerun after restart: %s", p)
@@ -147,10 +166,7 @@ func TestDatabaseDownApplyGivesUp(t *testing.T) {
 	if at <= 0 || int64(gone) < at || int64(gone) > at+10 {
 		t.Errorf("resumed at row %d with %d manifest rows already gone; want gone within [recorded, recorded+batch]", at, gone)
 	}
-	f.Check(t)
-	if got := db.Checksums(t); !sameSums(got, want) {
-		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
-	}
+	rig.checkFinal(t)
 }
 
 // TestDatabaseDownWhileHeld: apply is held (here by a pause file) when the
@@ -159,12 +175,8 @@ func TestDatabaseDownApplyGivesUp(t *testing.T) {
 // 3 saying how to resume, having deleted nothing, and a rerun after the
 // restart finishes the job.
 func TestDatabaseDownWhileHeld(t *testing.T) {
-	srv := mariadbtest.Start(t)
-	dir := t.TempDir()
-	path, want := reference(t, privateDB(t, srv, "ref"), dir)
-	db := privateDB(t, srv, "fxa")
-	f := appliertest.New(t, db, crashSeed, crashSizes)
-	cp := filepath.Join(dir, "fxa.checkpoint")
+	rig := newCrashRig(t)
+	srv, dir, path, db, cp := rig.srv, rig.dir, rig.path, rig.db, rig.cp
 	pause := filepath.Join(dir, "pause")
 	if err := os.WriteFile(pause, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -195,10 +207,7 @@ func TestDatabaseDownWhileHeld(t *testing.T) {
 	if p := clitest.Run(t, nil, slowApply(db.DSN, path, cp)...); p.Code != 0 {
 		t.Fatalf("rerun after restart: %s", p)
 	}
-	f.Check(t)
-	if got := db.Checksums(t); !sameSums(got, want) {
-		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
-	}
+	rig.checkFinal(t)
 }
 
 // TestConnectionsCutAtRandom: a proxy between apply and the server cuts
@@ -531,12 +540,8 @@ func TestFrozenServerAtStart(t *testing.T) {
 // gives up after its retries (exit 3, checkpoint intact) instead of waiting
 // forever; after the server resumes, a rerun ends in the uninterrupted state.
 func TestServerFreezesMidApply(t *testing.T) {
-	srv := mariadbtest.Start(t)
-	dir := t.TempDir()
-	path, want := reference(t, privateDB(t, srv, "ref"), dir)
-	db := privateDB(t, srv, "fxa")
-	f := appliertest.New(t, db, crashSeed, crashSizes)
-	cp := filepath.Join(dir, "fxa.checkpoint")
+	rig := newCrashRig(t)
+	srv, path, db, cp := rig.srv, rig.path, rig.db, rig.cp
 	dsn := db.DSN + "&readTimeout=3s&writeTimeout=3s"
 
 	p := clitest.Start(t, nil, slowApply(dsn, path, cp)...)
@@ -557,8 +562,5 @@ func TestServerFreezesMidApply(t *testing.T) {
 	if p.Code != 0 || resumedAt(p) <= 0 {
 		t.Fatalf("rerun after the thaw: %s", p)
 	}
-	f.Check(t)
-	if got := db.Checksums(t); !sameSums(got, want) {
-		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
-	}
+	rig.checkFinal(t)
 }
