@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"prune-tokens/internal/backoff"
 	"prune-tokens/internal/dbconn"
 	"prune-tokens/internal/logging"
 	"prune-tokens/internal/metrics"
@@ -501,7 +502,7 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 				wait = min(wait, time.Until(deadline))
 			}
 			began := time.Now()
-			sleepCtx(sctx, wait)
+			backoff.Sleep(sctx, wait)
 			r.waited("wait", time.Since(began))
 		}
 	}
@@ -572,7 +573,7 @@ func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.R
 			at, sec, oneLine(err), attempt+1, pol.Attempts, d.Round(time.Millisecond)),
 			logging.KeyRows, at, logging.KeyStage, sec.Stage, logging.KeyTable, sec.Table,
 			logging.KeyAttempt, attempt+1, logging.KeyAttempts, pol.Attempts, logging.KeyDelay, d.Round(time.Millisecond), logging.KeyError, oneLine(err))
-		if !sleepCtx(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return outcome{}, ErrInterrupted
 		}
 	}

@@ -5,12 +5,13 @@ import (
 	"database/sql/driver"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"prune-tokens/internal/backoff"
 )
 
 // RetryPolicy bounds how apply retries a batch after a transient error.
@@ -29,26 +30,15 @@ var DefaultRetry = RetryPolicy{Attempts: 8, Initial: 250 * time.Millisecond, Max
 // how long apply keeps trying a database it cannot reach.
 func (p RetryPolicy) budget() time.Duration {
 	var total time.Duration
-	d := p.Initial
-	for range p.Attempts {
-		total += min(d, p.Max)
-		if d < p.Max {
-			d *= 2
-		}
+	for i := 1; i <= p.Attempts; i++ {
+		total += backoff.Step(p.Initial, p.Max, i)
 	}
 	return total
 }
 
 // backoff returns the wait before retry number attempt (1-based).
 func (p RetryPolicy) backoff(attempt int) time.Duration {
-	d := p.Initial
-	for i := 1; i < attempt && d < p.Max; i++ {
-		d *= 2
-	}
-	d = min(d, p.Max)
-	// Jitter keeps several clients that lost the same server from
-	// reconnecting in lockstep.
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	return backoff.Jitter(backoff.Step(p.Initial, p.Max, attempt))
 }
 
 // MySQL and MariaDB error numbers worth retrying.
@@ -97,19 +87,4 @@ func isTransient(err error) bool {
 func refusedStatement(err error) bool {
 	var me *mysql.MySQLError
 	return errors.As(err, &me) && !isTransient(err) && !privilegeErrors[me.Number]
-}
-
-// sleepCtx waits d or until ctx ends; it reports whether the full wait passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

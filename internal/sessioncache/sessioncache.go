@@ -27,7 +27,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
@@ -35,6 +34,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"prune-tokens/internal/backoff"
 )
 
 // DefaultKeyPrefix is FxA's default (auth-server config
@@ -77,7 +78,8 @@ type Options struct {
 	// read and write timeouts unless the URL sets them.
 	Timeout time.Duration
 	// Retries is how often a round trip that failed is repeated, after
-	// Backoff, 2×Backoff, 4×Backoff... (±20%). A negative value means none.
+	// Backoff, 2×Backoff, 4×Backoff... up to 1024×Backoff (±20%). A negative
+	// value means none.
 	Retries int
 	Backoff time.Duration
 	// PipelineSize is the number of accounts per pipeline.
@@ -388,7 +390,8 @@ func (c *Cleaner) Remove(ctx context.Context, items []Item) (Result, error) {
 				attempt = max(attempt, a.attempts)
 			}
 			res.Retries++
-			if !sleep(ctx, backoff(c.o.Backoff, attempt)) {
+			wait := backoff.Jitter(backoff.Step(c.o.Backoff, c.o.Backoff<<10, attempt))
+			if !backoff.Sleep(ctx, wait) {
 				for _, a := range again {
 					a.err = ctx.Err()
 				}
@@ -615,22 +618,6 @@ func isTransient(err error) bool {
 		return false
 	}
 	return true
-}
-
-func backoff(base time.Duration, attempt int) time.Duration {
-	d := base << min(max(attempt-1, 0), 10)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 type silent struct{}
