@@ -552,7 +552,7 @@ func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.R
 			// now on; a real problem shows up there too.
 			r.fast = false
 			fmt.Fprintf(r.o.Out, "note        the server refused apply's batch statements (%s); each batch now sends them one at a time (README: apply)\n",
-				oneLine(err))
+				logging.OneLine(err.Error()))
 			r.dropConn()
 			c, err = r.try(ctx, sec, rows)
 		}
@@ -569,18 +569,16 @@ func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.R
 		}
 		d := pol.backoff(attempt + 1)
 		r.res.Retries++
+		msg := logging.OneLine(err.Error())
 		r.prog.warn(fmt.Sprintf("transient error at row %d (%s): %s; retry %d of %d in %s",
-			at, sec, oneLine(err), attempt+1, pol.Attempts, d.Round(time.Millisecond)),
+			at, sec, msg, attempt+1, pol.Attempts, d.Round(time.Millisecond)),
 			logging.KeyRows, at, logging.KeyStage, sec.Stage, logging.KeyTable, sec.Table,
-			logging.KeyAttempt, attempt+1, logging.KeyAttempts, pol.Attempts, logging.KeyDelay, d.Round(time.Millisecond), logging.KeyError, oneLine(err))
+			logging.KeyAttempt, attempt+1, logging.KeyAttempts, pol.Attempts, logging.KeyDelay, d.Round(time.Millisecond), logging.KeyError, msg)
 		if !backoff.Sleep(ctx, d) {
 			return outcome{}, ErrInterrupted
 		}
 	}
 }
-
-// oneLine keeps an error's text to one line for logs and notes.
-func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 // waited adds time spent waiting before a batch, by reason.
 func (r *run) waited(reason string, d time.Duration) {

@@ -30,8 +30,9 @@ func (r *run) cleanCache(ctx context.Context, removed []manifest.Row) {
 	r.res.Cache.Unclean = nil
 	r.o.Metrics.SessionCache(metrics.Cache{Removed: res.Removed, KeysDeleted: res.KeysDeleted, Failed: res.Failed})
 	if err != nil {
-		r.prog.warn(fmt.Sprintf("session cache: %s (%d accounts not cleaned so far; the deletion goes on)", oneLine(err), r.res.Cache.Failed),
-			"failed", res.Failed, logging.KeyError, oneLine(err))
+		msg := logging.OneLine(err.Error())
+		r.prog.warn(fmt.Sprintf("session cache: %s (%d accounts not cleaned so far; the deletion goes on)", msg, r.res.Cache.Failed),
+			"failed", res.Failed, logging.KeyError, msg)
 	}
 }
 
@@ -75,7 +76,8 @@ func sweepCache(ctx context.Context, db *sql.DB, mr *manifest.Reader, o Options,
 			res.Cache.Unclean = nil
 			o.Metrics.SessionCache(metrics.Cache{Removed: cr.Removed, KeysDeleted: cr.KeysDeleted, Failed: cr.Failed})
 			if err != nil {
-				o.Logger.Warn("session cache: "+oneLine(err), "failed", cr.Failed, logging.KeyError, oneLine(err))
+				msg := logging.OneLine(err.Error())
+				o.Logger.Warn("session cache: "+msg, "failed", cr.Failed, logging.KeyError, msg)
 			}
 		}
 		batch = batch[:0]

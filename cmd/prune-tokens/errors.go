@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // Exit codes, as documented in the README and kept from the old tool.
@@ -55,9 +54,4 @@ func exitCode(err error) int {
 	default:
 		return exitUnexpected
 	}
-}
-
-// oneLine keeps every error message to one line, as operators grep logs.
-func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
 }

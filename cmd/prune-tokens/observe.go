@@ -87,9 +87,10 @@ func logFormatOf(args []string) logging.Format {
 // printError writes the error that ends a command: one line on stderr,
 // "prune-tokens: ..." as plain text, or one JSON object with level ERROR.
 func printError(stderr io.Writer, f logging.Format, err error, code int) {
-	msg := "prune-tokens: " + oneLine(err)
+	line := logging.OneLine(err.Error())
+	msg := "prune-tokens: " + line
 	if f == logging.JSON {
-		logging.New(stderr, f, logging.Options{}).Error(msg, logging.KeyError, oneLine(err), "exit_code", code)
+		logging.New(stderr, f, logging.Options{}).Error(msg, logging.KeyError, line, "exit_code", code)
 		return
 	}
 	io.WriteString(stderr, msg+"\n")

@@ -231,3 +231,8 @@ func (h *redactHandler) attr(a slog.Attr) slog.Attr {
 	}
 	return slog.Attr{Key: a.Key, Value: v}
 }
+
+// OneLine folds a message's white space (newlines included) into single
+// spaces: every line the tool logs or prints about an error stays one line,
+// as operators grep logs.
+func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

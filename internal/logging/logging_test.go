@@ -183,3 +183,9 @@ func TestConcurrentLines(t *testing.T) {
 		}
 	}
 }
+
+func TestOneLine(t *testing.T) {
+	if got := OneLine("  dial tcp:\n\tconnection  refused \r\n"); got != "dial tcp: connection refused" {
+		t.Errorf("OneLine = %q", got)
+	}
+}

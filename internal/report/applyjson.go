@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"prune-tokens/applier"
+	"prune-tokens/internal/logging"
 )
 
 // ApplyRun is what an apply report says besides the applier's Result: how
@@ -88,7 +88,7 @@ func ApplyJSON(w io.Writer, a ApplyRun) error {
 		out.ElapsedSeconds = a.EndedAt.Sub(a.StartedAt).Seconds()
 	}
 	if a.Err != nil {
-		out.Error = oneLine(a.Err.Error())
+		out.Error = logging.OneLine(a.Err.Error())
 	}
 	if r := a.Result; r != nil {
 		out.ManifestSHA256, out.Checkpoint = r.FileSHA256, r.Checkpoint
@@ -126,5 +126,3 @@ func ApplyJSON(w io.Writer, a ApplyRun) error {
 	}
 	return nil
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"prune-tokens/internal/duration"
+	"prune-tokens/internal/logging"
 )
 
 // Commands lists what the control socket understands, for help and errors.
@@ -30,7 +31,7 @@ func (c *Controller) command(line string) string {
 				if c.StopRequested() {
 					prefix = "stopping: " + c.StopReason() + "; "
 				}
-				return "ok: " + prefix + oneLine(c.o.Status())
+				return "ok: " + prefix + logging.OneLine(c.o.Status())
 			}
 			return fmt.Sprintf("ok: %s; wait %s", c.State(), c.BatchWait())
 		case "help":
@@ -69,27 +70,27 @@ func (c *Controller) command(line string) string {
 			}
 			old, err := c.o.Limits.SetBatchSize(n)
 			if err != nil {
-				return "error: " + oneLine(err.Error())
+				return "error: " + logging.OneLine(err.Error())
 			}
 			return c.changed("batch-size", strconv.Itoa(n), strconv.Itoa(old))
 		case "wait":
 			d, err := duration.Parse(arg)
 			if err != nil {
-				return "error: wait: " + oneLine(err.Error())
+				return "error: wait: " + logging.OneLine(err.Error())
 			}
 			old := time.Duration(c.wait.Swap(int64(d)))
 			return c.changed("wait", d.String(), old.String())
 		case "max-replica-lag":
 			d, err := duration.Parse(arg)
 			if err != nil {
-				return "error: max-replica-lag: " + oneLine(err.Error())
+				return "error: max-replica-lag: " + logging.OneLine(err.Error())
 			}
 			if c.o.Limits == nil {
 				return "error: max-replica-lag cannot be changed in this run"
 			}
 			old, err := c.o.Limits.SetMaxReplicaLag(d)
 			if err != nil {
-				return "error: " + oneLine(err.Error())
+				return "error: " + logging.OneLine(err.Error())
 			}
 			return c.changed("max-replica-lag", d.String(), old.String())
 		case "max-load":
@@ -98,7 +99,7 @@ func (c *Controller) command(line string) string {
 			}
 			old, err := c.o.Limits.SetMaxLoad(arg)
 			if err != nil {
-				return "error: max-load " + oneLine(err.Error())
+				return "error: max-load " + logging.OneLine(err.Error())
 			}
 			if arg == "" {
 				arg = "none"
@@ -114,8 +115,6 @@ func (c *Controller) changed(what, now, was string) string {
 	c.logf("control socket: %s", msg)
 	return "ok: " + msg
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func truncate(s string, n int) string {
 	if len(s) > n {

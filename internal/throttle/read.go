@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"prune-tokens/internal/logging"
 )
 
 // HistoryStatus is the MariaDB status variable holding InnoDB's history
@@ -390,7 +392,7 @@ func orUnknown(s string) string {
 
 // oneLine folds white space and bounds the length of a server's message.
 func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = logging.OneLine(s)
 	if len(s) > 160 {
 		s = s[:157] + "..."
 	}
