@@ -136,6 +136,19 @@ type outcome struct {
 	removed []manifest.Row
 }
 
+// removedRows are the rows a committed batch leaves out of their table: the
+// eligible ones it deleted, and the listed ones the guard read did not find
+// (already gone).
+func removedRows(eligible, rows []manifest.Row, found map[string]current) []manifest.Row {
+	removed := slices.Clip(eligible)
+	for _, r := range rows {
+		if _, ok := found[string(r.Key())]; !ok {
+			removed = append(removed, r)
+		}
+	}
+	return removed
+}
+
 // deleteBatch deletes one batch in one transaction on conn: guard read with
 // row locks, then deletes by primary key of only the rows that passed.
 // beforeCommit runs just before COMMIT; its error rolls the batch back.
@@ -145,7 +158,6 @@ func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows
 	if err != nil {
 		return outcome{}, fmt.Errorf("begin transaction: %w", err)
 	}
-	var c Counts
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
@@ -202,13 +214,7 @@ func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows
 	if err := tx.Commit(); err != nil {
 		return outcome{}, fmt.Errorf("commit: %w", err)
 	}
-	removed := eligible
-	for _, r := range rows {
-		if _, ok := found[string(r.Key())]; !ok {
-			removed = append(removed, r)
-		}
-	}
-	return outcome{Counts: c, removed: removed}, nil
+	return outcome{Counts: c, removed: removedRows(eligible, rows, found)}, nil
 }
 
 // classifyBatch is the dry run's read-only version of deleteBatch.
@@ -379,13 +385,7 @@ func deleteSessionsFast(ctx context.Context, conn *sql.Conn, sec manifest.Sectio
 				c.Deleted, c.Devices, affected[0])
 		}
 	}
-	removed := eligible
-	for _, r := range rows {
-		if _, ok := found[string(r.ID)]; !ok {
-			removed = append(removed, r)
-		}
-	}
-	return outcome{Counts: c, removed: removed}, nil
+	return outcome{Counts: c, removed: removedRows(eligible, rows, found)}, nil
 }
 
 // multiExec runs statements separated by ";" in one round trip and returns
