@@ -54,7 +54,7 @@ func newGovernor(ctx context.Context, o Options, db *sql.DB, log func(string, ..
 		reps = append(reps, throttle.Replica{Name: cfg.Addr, DB: rdb})
 	}
 	maxHistory := o.MaxHistoryLength
-	if maxHistory == 0 && !hasHistoryLength(ctx, db) {
+	if maxHistory == 0 && !throttle.HasHistoryLength(ctx, db) {
 		// The default check on an engine without InnoDB's history list (the
 		// go-mysql-server sandbox) would hold apply for ever; one asked for
 		// with --maxHistoryLength is still refused there.
@@ -101,19 +101,6 @@ func newGovernor(ctx context.Context, o Options, db *sql.DB, log func(string, ..
 	}
 	g.runCtx, g.cancelRun = g.ctl.Context(ctx)
 	return g, nil
-}
-
-// hasHistoryLength says whether the server reports InnoDB's history list
-// length, as a status variable (MariaDB) or in INNODB_METRICS (MySQL).
-func hasHistoryLength(ctx context.Context, db *sql.DB) bool {
-	ctx, cancel := context.WithTimeout(ctx, throttle.DefaultReadTimeout)
-	defer cancel()
-	var name, value string
-	if db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE 'Innodb_history_list_length'").Scan(&name, &value) == nil {
-		return true
-	}
-	var n int64
-	return db.QueryRowContext(ctx, "SELECT COUNT FROM information_schema.INNODB_METRICS WHERE NAME = 'trx_rseg_history_len'").Scan(&n) == nil
 }
 
 func (g *governor) close() {

@@ -23,6 +23,20 @@ const HistoryStatus = "Innodb_history_list_length"
 // exist (MySQL); it needs PROCESS.
 const historyMetricsSQL = "SELECT `COUNT` FROM information_schema.INNODB_METRICS WHERE NAME = 'trx_rseg_history_len'"
 
+// HasHistoryLength says whether the server reports InnoDB's history list
+// length, as the status variable (MariaDB) or in INNODB_METRICS (MySQL): an
+// engine without InnoDB (the go-mysql-server sandbox) reports neither.
+func HasHistoryLength(ctx context.Context, db *sql.DB) bool {
+	ctx, cancel := context.WithTimeout(ctx, DefaultReadTimeout)
+	defer cancel()
+	var name, value string
+	if db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE '"+HistoryStatus+"'").Scan(&name, &value) == nil {
+		return true
+	}
+	var n int64
+	return db.QueryRowContext(ctx, historyMetricsSQL).Scan(&n) == nil
+}
+
 // clockEvery is how often the primary's clock offset is measured again for
 // heartbeat lag: clocks drift by microseconds a minute.
 const clockEvery = time.Minute
