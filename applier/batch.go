@@ -134,6 +134,9 @@ func classify(sec manifest.Section, rows []manifest.Row, found map[string]curren
 type outcome struct {
 	Counts
 	removed []manifest.Row
+	// rangeRows is how many unverifiedTokens rows the key range of a batch
+	// that counted its range held (deleteGuardedSessions).
+	rangeRows int64
 }
 
 // removedRows are the rows a committed batch leaves out of their table: the
@@ -264,7 +267,7 @@ func exec(ctx context.Context, q querier, table, query string, args []any) (int6
 //
 // beforeCommit runs before the round trip that commits; its error, like
 // any other, rolls the transaction back.
-func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error) (out outcome, err error) {
+func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error, ranges *rangeCount) (out outcome, err error) {
 	rows = sortByKey(rows)
 	open := false
 	defer func() {
@@ -278,6 +281,13 @@ func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, 
 			cancel()
 		}
 	}()
+	if sec.Table == manifest.TableSessionTokens && sec.Stage == manifest.StageTokenAge && ranges.allows(rows) {
+		out, err := deleteGuardedSessions(ctx, conn, rows, beforeCommit, &open)
+		if err == nil {
+			ranges.observe(len(rows), out.rangeRows)
+		}
+		return out, err
+	}
 	if sec.Table == manifest.TableSessionTokens {
 		return deleteSessionsFast(ctx, conn, sec, rows, beforeCommit, &open)
 	}
@@ -322,7 +332,82 @@ func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, 
 	return outcome{Counts: c, removed: removed}, nil
 }
 
-// deleteSessionsFast is deleteBatchFast for a section of sessions.
+// deleteGuardedSessions is deleteBatchFast for token-age sessions. The
+// first round trip deletes every listed session still exactly as planned
+// and without a device, with its unverifiedTokens row, and tells how many
+// of each went (guardedSessionsSQL); when every listed session went, the
+// second commits: the round trips of the plain delete loop's BEGIN and
+// COMMIT. Only a batch with fewer deleted than listed reads, before it
+// commits, which listed sessions are still there: those a guard kept; the
+// rest were already gone.
+func deleteGuardedSessions(ctx context.Context, conn *sql.Conn, rows []manifest.Row, beforeCommit func() error, open *bool) (outcome, error) {
+	q, args := joinStatements(guardedSessionsSQL(rows))
+	*open = true
+	res, err := conn.QueryContext(ctx, "START TRANSACTION; "+q, args...)
+	if err != nil {
+		return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
+	}
+	var affected, unverified, inRange int64
+	n := 0
+	for {
+		for res.Next() {
+			if err := res.Scan(&affected, &unverified, &inRange); err != nil {
+				res.Close()
+				return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
+			}
+			n++
+		}
+		if !res.NextResultSet() {
+			break
+		}
+	}
+	if err := res.Err(); err != nil {
+		res.Close()
+		return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
+	}
+	res.Close()
+	listed := int64(len(rows))
+	c := Counts{Deleted: affected - unverified, Unverified: unverified}
+	// Each listed session has at most one unverifiedTokens row (its key is
+	// the session's), and only a deleted session's goes with it.
+	if n != 1 || c.Unverified < 0 || c.Unverified > c.Deleted || c.Deleted > listed {
+		return outcome{}, fmt.Errorf("sessionTokens: the batch's counts do not add up (%d result rows, %d rows deleted, %d of them unverifiedTokens rows, %d sessions listed); rolled back",
+			n, affected, unverified, listed)
+	}
+	removed := rows
+	if short := listed - c.Deleted; short > 0 {
+		kept, err := presentKeys(ctx, conn, manifest.TableSessionTokens, rows)
+		if err != nil {
+			return outcome{}, err
+		}
+		c.Skipped = int64(len(kept))
+		if c.Skipped > short {
+			return outcome{}, fmt.Errorf("sessionTokens: %d listed rows still there after deleting %d of %d", c.Skipped, c.Deleted, listed)
+		}
+		c.Gone = short - c.Skipped
+		removed = nil
+		for _, r := range rows {
+			if !kept[string(r.Key())] {
+				removed = append(removed, r)
+			}
+		}
+	}
+	if beforeCommit != nil {
+		if err := beforeCommit(); err != nil {
+			return outcome{}, err
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return outcome{}, fmt.Errorf("commit: %w", err)
+	}
+	*open = false
+	return outcome{Counts: c, removed: removed, rangeRows: inRange}, nil
+}
+
+// deleteSessionsFast is deleteBatchFast for a section of max-sessions
+// sessions, whose devices go with them (so a device guard does not apply
+// and the DELETE's count mixes three tables): a locked read classifies the
+// rows, then one DELETE removes the eligible ones with their dependants.
 func deleteSessionsFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error, open *bool) (outcome, error) {
 	q, args := selectSessionsForDeleteSQL(rows)
 	*open = true

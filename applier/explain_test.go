@@ -1,6 +1,7 @@
 package applier
 
 import (
+	"context"
 	"crypto/sha256"
 	"database/sql"
 	"fmt"
@@ -45,6 +46,17 @@ func TestStatementPlans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// EXPLAIN on a connection set up as apply sets up its own.
+	conn, err := db.SQL.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range sessionSettings {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
 	// The key-list indexes; a possible key outside them (createdAt, uid)
 	// means the plan-match list reached the range optimizer.
 	keyIndexes := map[string]bool{"PRIMARY": true, "UQ_devices_sessionTokenId": true}
@@ -64,7 +76,12 @@ func TestStatementPlans(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, s := range stmts {
-				plan := explain(t, db.SQL, s)
+				plan := explain(t, conn, s)
+				if n == 1 && plan[0]["Extra"] == "Impossible WHERE noticed after reading const tables" {
+					// The optimizer read the one listed row (and its
+					// device) by key and found it ineligible.
+					continue
+				}
 				target := plan[0]
 				for _, r := range plan {
 					if !strings.HasPrefix(r["table"], "<") {
@@ -101,9 +118,9 @@ func TestStatementPlans(t *testing.T) {
 }
 
 // explain returns EXPLAIN's rows as column maps.
-func explain(t *testing.T, db *sql.DB, s statement) []map[string]string {
+func explain(t *testing.T, conn *sql.Conn, s statement) []map[string]string {
 	t.Helper()
-	rows, err := db.Query("EXPLAIN "+s.query, s.args...)
+	rows, err := conn.QueryContext(context.Background(), "EXPLAIN "+s.query, s.args...)
 	if err != nil {
 		t.Fatalf("EXPLAIN %.80s: %v", s.query, err)
 	}

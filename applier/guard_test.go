@@ -23,14 +23,10 @@ import (
 // and devices rows exactly when it deleted the session; its counts must
 // match what happened.
 func TestGuardsHoldUnderConcurrentChanges(t *testing.T) {
-	for _, locked := range []bool{false, true} {
-		name := "guarded"
-		if locked {
-			name = "locked"
-		}
-		t.Run(name, func(t *testing.T) {
-			testForceLocked = locked
-			defer func() { testForceLocked = false }()
+	for _, path := range []string{"guarded", "read first", "locked"} {
+		t.Run(path, func(t *testing.T) {
+			testForceLocked, testNoRangeCount = path == "locked", path == "read first"
+			defer func() { testForceLocked, testNoRangeCount = false, false }()
 			guardsUnderChanges(t)
 		})
 	}

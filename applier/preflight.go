@@ -74,6 +74,10 @@ func statementsFor(sec manifest.Section, rows []manifest.Row) ([]statement, erro
 // keys left only when rows are short). A table outside the allow-list
 // yields none.
 func fastStatements(sec manifest.Section, rows []manifest.Row) []statement {
+	if sec.Table == manifest.TableSessionTokens && sec.Stage == manifest.StageTokenAge {
+		q, args, _ := presentKeysSQL(sec.Table, rows)
+		return append(guardedSessionsSQL(rows), statement{q, args})
+	}
 	if sec.Table == manifest.TableSessionTokens {
 		sel, sargs := selectSessionsForDeleteSQL(rows)
 		del, dargs := deleteSessionsSQL(sec.Stage, rows)

@@ -1,7 +1,9 @@
 package applier
 
 import (
+	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"prune-tokens/manifest"
@@ -231,4 +233,76 @@ func presentKeysSQL(table string, rows []manifest.Row) (string, []any, error) {
 	}
 	where, args := keyPredicate(s, "", rows)
 	return "SELECT " + cols + " FROM " + s.name + " WHERE " + where, args, nil
+}
+
+// guardedSessionsSQL is a batch of token-age sessions as three statements,
+// which deleteGuardedSessions sends in one round trip after START
+// TRANSACTION, the guard living in the DELETE itself:
+//
+//  1. count the unverifiedTokens rows in the range of keys the batch spans,
+//     with LOCK IN SHARE MODE: next-key locks on the range, so until the
+//     transaction ends no row in it appears or goes but by this transaction;
+//  2. DELETE the listed sessions still exactly as planned and without a
+//     device, with their unverifiedTokens rows. The key list drives it on
+//     the primary key; the plan match is one CONCAT of key, uid and
+//     createdAt compared with a list (planMatch), which no index can
+//     serve, so it never reaches the range optimizer; the device check is
+//     an anti-join naming uid, so it probes UQ_devices_sessionTokenId and,
+//     in a DELETE, locks the gap where a device would go;
+//  3. read the DELETE's row count (sessions and unverifiedTokens rows
+//     together), how many of those were unverifiedTokens rows (the range
+//     counted again), and how many rows the range held.
+func guardedSessionsSQL(rows []manifest.Row) []statement {
+	lo, hi := keyRange(rows)
+	keys := make([]any, 0, 2*len(rows))
+	for _, r := range rows {
+		keys = append(keys, r.ID)
+	}
+	for _, r := range rows {
+		keys = append(keys, planMatch(r))
+	}
+	in := placeholders(len(rows))
+	return []statement{
+		{"SELECT COUNT(*) INTO @prune_tokens_unverified FROM unverifiedTokens WHERE tokenId BETWEEN ? AND ? LOCK IN SHARE MODE", []any{lo, hi}},
+		{"DELETE s, u FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId" +
+			" LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
+			" WHERE s.tokenId IN (" + in + ") AND d.id IS NULL AND CONCAT(s.tokenId, s.uid, s.createdAt) IN (" + in + ")", keys},
+		{"SELECT ROW_COUNT(), @prune_tokens_unverified - COUNT(*), @prune_tokens_unverified FROM unverifiedTokens WHERE tokenId BETWEEN ? AND ? LOCK IN SHARE MODE", []any{lo, hi}},
+	}
+}
+
+// keyRange is the lowest and the highest ID of rows.
+func keyRange(rows []manifest.Row) (lo, hi []byte) {
+	lo, hi = rows[0].ID, rows[0].ID
+	for _, r := range rows[1:] {
+		if bytes.Compare(r.ID, lo) < 0 {
+			lo = r.ID
+		}
+		if bytes.Compare(r.ID, hi) > 0 {
+			hi = r.ID
+		}
+	}
+	return lo, hi
+}
+
+// planMatch is what CONCAT(tokenId, uid, createdAt) gives for the row as
+// planned: the key and uid have fixed widths (manifest verifies them), so
+// equal values mean equal key, uid and createdAt.
+func planMatch(r manifest.Row) []byte {
+	out := make([]byte, 0, len(r.ID)+len(r.UID)+20)
+	out = append(out, r.ID...)
+	out = append(out, r.UID...)
+	return strconv.AppendInt(out, r.CreatedAt, 10)
+}
+
+// joinStatements makes one multi-statement text of stmts, with their
+// arguments in order.
+func joinStatements(stmts []statement) (string, []any) {
+	var qs []string
+	var args []any
+	for _, s := range stmts {
+		qs = append(qs, s.query)
+		args = append(args, s.args...)
+	}
+	return strings.Join(qs, "; "), args
 }

@@ -2,6 +2,7 @@ package applier
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -75,6 +76,24 @@ func TestSQLBuilders(t *testing.T) {
 		{"unblock code keys still there", with(presentKeysSQL(manifest.TableUnblockCodes, one)),
 			"SELECT uid, unblockCodeHash FROM unblockCodes WHERE (uid = ? AND unblockCodeHash = ?)", []any{u1, id1}},
 	}
+	guarded := guardedSessionsSQL([]manifest.Row{two[1], two[0]}) // any order: the range is lowest to highest
+	m1, m2 := planMatch(two[0]), planMatch(two[1])
+	for i, want := range []struct {
+		q    string
+		args []any
+	}{
+		{"SELECT COUNT(*) INTO @prune_tokens_unverified FROM unverifiedTokens WHERE tokenId BETWEEN ? AND ? LOCK IN SHARE MODE", []any{id1, id2}},
+		{"DELETE s, u FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
+			" WHERE s.tokenId IN (?, ?) AND d.id IS NULL AND CONCAT(s.tokenId, s.uid, s.createdAt) IN (?, ?)", []any{id2, id1, m2, m1}},
+		{"SELECT ROW_COUNT(), @prune_tokens_unverified - COUNT(*), @prune_tokens_unverified FROM unverifiedTokens WHERE tokenId BETWEEN ? AND ? LOCK IN SHARE MODE", []any{id1, id2}},
+	} {
+		cases = append(cases, struct {
+			name     string
+			got      built
+			wantQ    string
+			wantArgs []any
+		}{fmt.Sprintf("guarded token-age sessions, statement %d", i+1), without(guarded[i].query, guarded[i].args), want.q, want.args})
+	}
 	for _, c := range cases {
 		if c.got.err != nil {
 			t.Errorf("%s: %v", c.name, c.got.err)
@@ -86,6 +105,16 @@ func TestSQLBuilders(t *testing.T) {
 		if !reflect.DeepEqual(c.got.args, c.wantArgs) {
 			t.Errorf("%s: args %x, want %x", c.name, c.got.args, c.wantArgs)
 		}
+	}
+}
+
+// The plan match is the bytes MariaDB's CONCAT(tokenId, uid, createdAt)
+// gives: key, uid, createdAt in decimal.
+func TestPlanMatch(t *testing.T) {
+	r := manifest.Row{ID: b(1, 32), UID: b(2, 16), CreatedAt: 1700000000123}
+	want := append(append(b(1, 32), b(2, 16)...), "1700000000123"...)
+	if got := planMatch(r); !bytes.Equal(got, want) {
+		t.Errorf("planMatch = %q, want %q", got, want)
 	}
 }
 
