@@ -284,7 +284,7 @@ func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, 
 	if sec.Table == manifest.TableSessionTokens && sec.Stage == manifest.StageTokenAge && ranges.allows(rows) {
 		out, err := deleteGuardedSessions(ctx, conn, rows, beforeCommit, &open)
 		if err == nil {
-			ranges.observe(len(rows), out.rangeRows)
+			ranges.observe(len(rows), out.rangeRows, out.Deleted < int64(len(rows)))
 		}
 		return out, err
 	}

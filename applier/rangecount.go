@@ -26,10 +26,23 @@ import (
 // only if that estimate is at most its own number of sessions; and if a
 // range is found to hold far more (keys not spread evenly, or the estimate
 // stale), no later batch of the run counts one.
+//
+// A batch that counted its range but deleted fewer sessions than listed
+// (rows changed since the plan) then had to read which are still there:
+// the DELETE and a read, where reading first costs a read and a DELETE of
+// fewer rows. Changed rows tend to come together (a manifest applied late,
+// a busy account), so after such a batch the next ones read first: one,
+// then twice as many after each further short batch, up to 64, until a
+// batch that counted its range deletes every listed session again.
 type rangeCount struct {
 	tableRows float64 // estimated rows of unverifiedTokens; 0: unknown, never count
 	off       bool
+	// readFirst batches still to read first; backoff is how many read
+	// first after the last short batch.
+	readFirst, backoff int
 }
+
+const maxReadFirst = 64
 
 // newRangeCount reads the server's estimate of the unverifiedTokens rows
 // (InnoDB's, from its statistics: no scan). Without one, batches read first.
@@ -64,6 +77,10 @@ func (rc *rangeCount) allows(rows []manifest.Row) bool {
 	if rc == nil || rc.off || rc.tableRows == 0 || len(rows) == 0 {
 		return false
 	}
+	if rc.readFirst > 0 {
+		rc.readFirst--
+		return false
+	}
 	for _, r := range rows {
 		if len(r.ID) != manifest.IDLen {
 			return false
@@ -72,11 +89,21 @@ func (rc *rangeCount) allows(rows []manifest.Row) bool {
 	return rc.expected(rows) <= float64(len(rows))
 }
 
-// observe takes the rows a batch of n sessions found in its range; a range
-// holding more than four times the batch (and more than a handful) turns
-// range counting off for the rest of the run.
-func (rc *rangeCount) observe(n int, found int64) {
-	if rc != nil && found > 4*int64(n)+16 {
+// observe takes what a batch of n sessions that counted its range found:
+// the rows in its range (more than four times the batch, and more than a
+// handful, turns range counting off for the rest of the run) and whether it
+// deleted fewer sessions than listed.
+func (rc *rangeCount) observe(n int, found int64, short bool) {
+	if rc == nil {
+		return
+	}
+	if found > 4*int64(n)+16 {
 		rc.off = true
+	}
+	if short {
+		rc.backoff = min(max(2*rc.backoff, 1), maxReadFirst)
+		rc.readFirst = rc.backoff
+	} else {
+		rc.backoff = 0
 	}
 }

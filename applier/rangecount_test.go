@@ -2,6 +2,7 @@ package applier
 
 import (
 	"encoding/binary"
+	"reflect"
 	"testing"
 
 	"prune-tokens/manifest"
@@ -57,12 +58,44 @@ func TestRangeCountAllowsDenseBatchesOnly(t *testing.T) {
 func TestRangeCountTurnsOffOnACrowdedRange(t *testing.T) {
 	rc := &rangeCount{tableRows: 10}
 	dense := batchAt(100, 0.5, 0.5001)
-	rc.observe(100, 416) // four times the batch and a handful: still fine
+	rc.observe(100, 416, false) // four times the batch and a handful: still fine
 	if !rc.allows(dense) {
 		t.Fatal("turned off by a range within bounds")
 	}
-	rc.observe(100, 417)
+	rc.observe(100, 417, false)
 	if rc.allows(dense) {
 		t.Error("still counting ranges after one held 417 rows for a batch of 100")
+	}
+}
+
+// After a short batch (rows changed since the plan) the next batches read
+// first: 1, then 2, 4, ... up to 64 after each further short batch, and
+// none once a batch that counted its range is whole again.
+func TestRangeCountReadsFirstAfterShortBatches(t *testing.T) {
+	rc := &rangeCount{tableRows: 10}
+	dense := batchAt(100, 0.5, 0.5001)
+	// readFirstRun counts the batches that read first before one may count.
+	readFirstRun := func() int {
+		n := 0
+		for !rc.allows(dense) {
+			n++
+			if n > 1000 {
+				t.Fatal("never counts again")
+			}
+		}
+		return n
+	}
+	var got []int
+	for range 9 {
+		rc.observe(100, 20, true)
+		got = append(got, readFirstRun())
+	}
+	if want := []int{1, 2, 4, 8, 16, 32, 64, 64, 64}; !reflect.DeepEqual(got, want) {
+		t.Errorf("batches read first after each short batch: %v, want %v", got, want)
+	}
+	rc.observe(100, 20, false)
+	rc.observe(100, 20, true)
+	if n := readFirstRun(); n != 1 {
+		t.Errorf("after a whole batch, then a short one: %d batches read first, want 1", n)
 	}
 }
