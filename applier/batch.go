@@ -341,9 +341,12 @@ func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, 
 // commits, which listed sessions are still there: those a guard kept; the
 // rest were already gone.
 func deleteGuardedSessions(ctx context.Context, conn *sql.Conn, rows []manifest.Row, beforeCommit func() error, open *bool) (outcome, error) {
-	q, args := joinStatements(guardedSessionsSQL(rows))
+	q, err := inlineHex(joinStatements(guardedSessionsSQL(rows)))
+	if err != nil {
+		return outcome{}, err
+	}
 	*open = true
-	res, err := conn.QueryContext(ctx, "START TRANSACTION; "+q, args...)
+	res, err := conn.QueryContext(ctx, "START TRANSACTION; "+q)
 	if err != nil {
 		return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
 	}

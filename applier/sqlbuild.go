@@ -2,6 +2,7 @@ package applier
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -305,4 +306,45 @@ func joinStatements(stmts []statement) (string, []any) {
 		args = append(args, s.args...)
 	}
 	return strings.Join(qs, "; "), args
+}
+
+// inlineHex writes args into query's placeholders as literals: byte strings
+// as hexadecimal literals (X'0a1b...', nothing but hex digits, so no value
+// can end the literal early), integers in decimal. MariaDB parses a list of
+// 1,000 32-byte keys about a third faster as hexadecimal literals than as
+// the escaped _binary'...' strings the driver writes, and 1,000 planned
+// (key, uid, createdAt) values a quarter faster; a batch's DELETE carries
+// both lists. query must have no '?' but its placeholders (the builders'
+// fixed text has none).
+func inlineHex(query string, args []any) (string, error) {
+	var b strings.Builder
+	b.Grow(len(query) + 70*len(args))
+	i := 0
+	for {
+		k := strings.IndexByte(query, '?')
+		if k < 0 {
+			break
+		}
+		if i >= len(args) {
+			return "", fmt.Errorf("statement has more placeholders than the %d values", len(args))
+		}
+		b.WriteString(query[:k])
+		query = query[k+1:]
+		switch v := args[i].(type) {
+		case []byte:
+			b.WriteString("X'")
+			b.WriteString(hex.EncodeToString(v))
+			b.WriteByte('\'')
+		case int64:
+			b.WriteString(strconv.FormatInt(v, 10))
+		default:
+			return "", fmt.Errorf("value %d is a %T, not bytes or an integer", i+1, v)
+		}
+		i++
+	}
+	if i != len(args) {
+		return "", fmt.Errorf("statement has %d placeholders for %d values", i, len(args))
+	}
+	b.WriteString(query)
+	return b.String(), nil
 }

@@ -176,3 +176,23 @@ func TestSortByKey(t *testing.T) {
 		t.Errorf("unblockCodes sort by (uid, hash) without touching the input: %x", got[0].UID)
 	}
 }
+
+func TestInlineHex(t *testing.T) {
+	got, err := inlineHex("SELECT ? IN (?, ?)", []any{[]byte{0x00, 0x27, 0x5c, 0xff}, int64(-12), []byte{}})
+	if want := `SELECT X'00275cff' IN (-12, X'')`; err != nil || got != want {
+		t.Errorf("inlineHex = %q, %v; want %q", got, err, want)
+	}
+	for _, c := range []struct {
+		q    string
+		args []any
+	}{
+		{"SELECT ?, ?", []any{int64(1)}},
+		{"SELECT ?", []any{int64(1), int64(2)}},
+		{"SELECT ?", []any{"a string"}},
+		{"SELECT ?", []any{42}},
+	} {
+		if got, err := inlineHex(c.q, c.args); err == nil {
+			t.Errorf("inlineHex(%q, %v) = %q, want an error", c.q, c.args, got)
+		}
+	}
+}
