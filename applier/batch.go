@@ -412,9 +412,12 @@ func deleteGuardedSessions(ctx context.Context, conn *sql.Conn, rows []manifest.
 // and the DELETE's count mixes three tables): a locked read classifies the
 // rows, then one DELETE removes the eligible ones with their dependants.
 func deleteSessionsFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error, open *bool) (outcome, error) {
-	q, args := selectSessionsForDeleteSQL(rows)
+	q, err := inlineHex(selectSessionsForDeleteSQL(rows))
+	if err != nil {
+		return outcome{}, err
+	}
 	*open = true
-	res, err := conn.QueryContext(ctx, "START TRANSACTION; "+q, args...)
+	res, err := conn.QueryContext(ctx, "START TRANSACTION; "+q)
 	if err != nil {
 		return outcome{}, fmt.Errorf("read sessionTokens: %w", err)
 	}
@@ -476,20 +479,21 @@ func deleteSessionsFast(ctx context.Context, conn *sql.Conn, sec manifest.Sectio
 	return outcome{Counts: c, removed: removedRows(eligible, rows, found)}, nil
 }
 
-// multiExec runs statements separated by ";" in one round trip and returns
-// each one's affected rows (database/sql reports only the last's).
+// multiExec runs statements separated by ";" in one round trip, their
+// values written in as literals (inlineHex), and returns each one's affected
+// rows (database/sql reports only the last's).
 func multiExec(ctx context.Context, conn *sql.Conn, q string, args []any) ([]int64, error) {
+	q, err := inlineHex(q, args)
+	if err != nil {
+		return nil, err
+	}
 	var affected []int64
-	err := conn.Raw(func(dc any) error {
+	err = conn.Raw(func(dc any) error {
 		ex, ok := dc.(driver.ExecerContext)
 		if !ok {
 			return errors.New("the driver cannot execute statements directly")
 		}
-		nv := make([]driver.NamedValue, len(args))
-		for i, a := range args {
-			nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
-		}
-		res, err := ex.ExecContext(ctx, q, nv)
+		res, err := ex.ExecContext(ctx, q, nil)
 		if err != nil {
 			return err
 		}
@@ -512,7 +516,10 @@ func presentKeys(ctx context.Context, q querier, table string, rows []manifest.R
 	if err != nil {
 		return nil, err
 	}
-	res, err := q.QueryContext(ctx, query, args...)
+	if query, err = inlineHex(query, args); err != nil {
+		return nil, err
+	}
+	res, err := q.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("read %s rows kept by a guard: %w", table, err)
 	}
