@@ -300,36 +300,57 @@ func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, 
 	if err != nil {
 		return outcome{}, fmt.Errorf("delete from %s: %w", sec.Table, err)
 	}
-	var c Counts
-	c.Deleted = affected[len(affected)-1]
-	removed := rows
-	if short := int64(len(rows)) - c.Deleted; short > 0 {
-		kept, err := presentKeys(ctx, conn, sec.Table, rows)
-		if err != nil {
-			return outcome{}, err
-		}
-		c.Skipped = int64(len(kept))
-		if c.Skipped > short {
-			return outcome{}, fmt.Errorf("%s: %d listed rows still there after deleting %d of %d", sec.Table, c.Skipped, c.Deleted, len(rows))
-		}
-		c.Gone = short - c.Skipped
-		removed = nil
-		for _, r := range rows {
-			if !kept[string(r.Key())] {
-				removed = append(removed, r)
-			}
-		}
+	c := Counts{Deleted: affected[len(affected)-1]}
+	removed, err := settleShort(ctx, conn, sec.Table, rows, &c)
+	if err != nil {
+		return outcome{}, err
 	}
-	if beforeCommit != nil {
-		if err := beforeCommit(); err != nil {
-			return outcome{}, err
-		}
-	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return outcome{}, fmt.Errorf("commit: %w", err)
+	if err := commit(ctx, conn, beforeCommit); err != nil {
+		return outcome{}, err
 	}
 	open = false
 	return outcome{Counts: c, removed: removed}, nil
+}
+
+// settleShort completes the counts of a batch whose DELETE removed
+// c.Deleted of rows: when that is fewer than listed, it reads, in the same
+// transaction, which listed keys are still there (kept by a guard: the
+// rest were already gone). It returns the listed rows no longer in table.
+func settleShort(ctx context.Context, conn *sql.Conn, table string, rows []manifest.Row, c *Counts) ([]manifest.Row, error) {
+	short := int64(len(rows)) - c.Deleted
+	if short <= 0 {
+		return rows, nil
+	}
+	kept, err := presentKeys(ctx, conn, table, rows)
+	if err != nil {
+		return nil, err
+	}
+	c.Skipped = int64(len(kept))
+	if c.Skipped > short {
+		return nil, fmt.Errorf("%s: %d listed rows still there after deleting %d of %d", table, c.Skipped, c.Deleted, len(rows))
+	}
+	c.Gone = short - c.Skipped
+	var removed []manifest.Row
+	for _, r := range rows {
+		if !kept[string(r.Key())] {
+			removed = append(removed, r)
+		}
+	}
+	return removed, nil
+}
+
+// commit makes sure, through beforeCommit, that the previous batch's
+// checkpoint record is on disk, then commits.
+func commit(ctx context.Context, conn *sql.Conn, beforeCommit func() error) error {
+	if beforeCommit != nil {
+		if err := beforeCommit(); err != nil {
+			return err
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
 // deleteGuardedSessions is deleteBatchFast for token-age sessions. The
@@ -341,22 +362,61 @@ func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, 
 // commits, which listed sessions are still there: those a guard kept; the
 // rest were already gone.
 func deleteGuardedSessions(ctx context.Context, conn *sql.Conn, rows []manifest.Row, beforeCommit func() error, open *bool) (outcome, error) {
-	q, err := inlineHex(joinStatements(guardedSessionsSQL(rows)))
+	stmts := guardedSessionsSQL(rows)
+	var c Counts
+	var inRange int64
+	if len(rows) == 1 {
+		// One session: the DELETE's count alone tells what went (0:
+		// nothing; 1: the session; 2: with its unverifiedTokens row), so
+		// the batch sends no count: START TRANSACTION and the DELETE, then
+		// COMMIT, where the plain loop sends BEGIN, two DELETEs and COMMIT
+		// in four round trips.
+		*open = true
+		affected, err := multiExec(ctx, conn, "START TRANSACTION; "+stmts[1].query, stmts[1].args)
+		if err != nil {
+			return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
+		}
+		a := affected[len(affected)-1]
+		if a < 0 || a > 2 {
+			return outcome{}, fmt.Errorf("sessionTokens: the DELETE of one session removed %d rows; rolled back", a)
+		}
+		c.Deleted, c.Unverified = min(a, 1), max(a-1, 0)
+	} else {
+		q, err := inlineHex(joinStatements(stmts))
+		if err != nil {
+			return outcome{}, err
+		}
+		*open = true
+		if c, inRange, err = countedDelete(ctx, conn, q, int64(len(rows))); err != nil {
+			return outcome{}, err
+		}
+	}
+	removed, err := settleShort(ctx, conn, manifest.TableSessionTokens, rows, &c)
 	if err != nil {
 		return outcome{}, err
 	}
-	*open = true
+	if err := commit(ctx, conn, beforeCommit); err != nil {
+		return outcome{}, err
+	}
+	*open = false
+	return outcome{Counts: c, removed: removed, rangeRows: inRange}, nil
+}
+
+// countedDelete sends the guarded batch's round trip (guardedSessionsSQL,
+// its values written in) and reads its counts: the sessions and
+// unverifiedTokens rows it deleted, and the rows its range held.
+func countedDelete(ctx context.Context, conn *sql.Conn, q string, listed int64) (Counts, int64, error) {
 	res, err := conn.QueryContext(ctx, "START TRANSACTION; "+q)
 	if err != nil {
-		return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
+		return Counts{}, 0, fmt.Errorf("delete from sessionTokens: %w", err)
 	}
+	defer res.Close()
 	var affected, unverified, inRange int64
 	n := 0
 	for {
 		for res.Next() {
 			if err := res.Scan(&affected, &unverified, &inRange); err != nil {
-				res.Close()
-				return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
+				return Counts{}, 0, fmt.Errorf("delete from sessionTokens: %w", err)
 			}
 			n++
 		}
@@ -365,46 +425,16 @@ func deleteGuardedSessions(ctx context.Context, conn *sql.Conn, rows []manifest.
 		}
 	}
 	if err := res.Err(); err != nil {
-		res.Close()
-		return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
+		return Counts{}, 0, fmt.Errorf("delete from sessionTokens: %w", err)
 	}
-	res.Close()
-	listed := int64(len(rows))
 	c := Counts{Deleted: affected - unverified, Unverified: unverified}
 	// Each listed session has at most one unverifiedTokens row (its key is
 	// the session's), and only a deleted session's goes with it.
 	if n != 1 || c.Unverified < 0 || c.Unverified > c.Deleted || c.Deleted > listed {
-		return outcome{}, fmt.Errorf("sessionTokens: the batch's counts do not add up (%d result rows, %d rows deleted, %d of them unverifiedTokens rows, %d sessions listed); rolled back",
+		return Counts{}, 0, fmt.Errorf("sessionTokens: the batch's counts do not add up (%d result rows, %d rows deleted, %d of them unverifiedTokens rows, %d sessions listed); rolled back",
 			n, affected, unverified, listed)
 	}
-	removed := rows
-	if short := listed - c.Deleted; short > 0 {
-		kept, err := presentKeys(ctx, conn, manifest.TableSessionTokens, rows)
-		if err != nil {
-			return outcome{}, err
-		}
-		c.Skipped = int64(len(kept))
-		if c.Skipped > short {
-			return outcome{}, fmt.Errorf("sessionTokens: %d listed rows still there after deleting %d of %d", c.Skipped, c.Deleted, listed)
-		}
-		c.Gone = short - c.Skipped
-		removed = nil
-		for _, r := range rows {
-			if !kept[string(r.Key())] {
-				removed = append(removed, r)
-			}
-		}
-	}
-	if beforeCommit != nil {
-		if err := beforeCommit(); err != nil {
-			return outcome{}, err
-		}
-	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return outcome{}, fmt.Errorf("commit: %w", err)
-	}
-	*open = false
-	return outcome{Counts: c, removed: removed, rangeRows: inRange}, nil
+	return c, inRange, nil
 }
 
 // deleteSessionsFast is deleteBatchFast for a section of max-sessions
