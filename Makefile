@@ -40,14 +40,24 @@ FUZZTIME ?= 5m
 # can take a whole 10 s smoke run (each run re-snapshots the coverage of a
 # large test binary); a bounded number of tries keeps the time for fuzzing.
 FUZZMINIMIZE ?= 100x
+# Go 1.26's fuzzing coordinator can fail a target with "context deadline
+# exceeded", and no failing input, when the -fuzztime deadline meets a worker
+# mid-run (golang/go#75804, fixed in Go 1.27); it failed CI once so. Such a
+# run, and only such a run, is tried once more: any other failure, or one
+# that wrote a failing input, fails at once. (An execution count instead of
+# a duration avoids the race but let a manifest target run 30 s and more.)
 .PHONY: fuzz fuzz-smoke test-faults
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 fuzz:
 	@log=$$(mktemp); trap 'rm -f $$log' EXIT; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
-		if ! $(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) $$pkg >$$log 2>&1; then \
-			grep -v '^parquet: warning' $$log | tail -40; exit 1; fi; \
+		for try in 1 2; do \
+			if $(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) $$pkg >$$log 2>&1; then break; fi; \
+			if [ $$try = 1 ] && grep -q 'context deadline exceeded' $$log && ! grep -q 'Failing input written' $$log; then \
+				echo "fuzz $$fn: the fuzzing deadline race (golang/go#75804), no failing input; once more"; continue; fi; \
+			grep -v '^parquet: warning' $$log | tail -40; exit 1; \
+		done; \
 	done
 
 # Slow process-level fault tests (private MariaDB servers killed mid-apply,
