@@ -20,7 +20,6 @@ type readAhead struct {
 	// ended: the last chunk arrived; exhausted: Next has returned false.
 	ended, exhausted bool
 	err              error
-	stoppedAt        int64
 }
 
 // readChunk is rows in file order and, in the last chunk, how the
@@ -29,7 +28,6 @@ type readChunk struct {
 	rows []manifest.Row
 	last bool
 	err  error
-	at   int64 // the iterator's index when it stopped
 }
 
 // chunkRows is how many rows the goroutine decodes before handing them over;
@@ -48,7 +46,7 @@ func newReadAhead(it *manifest.Iter) *readAhead {
 			for len(c.rows) < chunkRows {
 				row, ok := it.Next()
 				if !ok {
-					c.last, c.err, c.at = true, it.Err(), it.Index()
+					c.last, c.err = true, it.Err()
 					break
 				}
 				c.rows = append(c.rows, row)
@@ -76,7 +74,7 @@ func (ra *readAhead) Next() (manifest.Row, bool) {
 		c := <-ra.chunks
 		ra.buf = c.rows
 		if c.last {
-			ra.ended, ra.err, ra.stoppedAt = true, c.err, c.at
+			ra.ended, ra.err = true, c.err
 		}
 	}
 	row := ra.buf[0]
@@ -85,13 +83,10 @@ func (ra *readAhead) Next() (manifest.Row, bool) {
 	return row, true
 }
 
-// Index is the file index of the row Next returns next.
-func (ra *readAhead) Index() int64 {
-	if ra.exhausted {
-		return ra.stoppedAt
-	}
-	return ra.next
-}
+// Index is the file index of the row Next returns next; after an error,
+// the row the iterator stopped at (it counts only the rows it returned, as
+// Next does).
+func (ra *readAhead) Index() int64 { return ra.next }
 
 // Err is the error that stopped the rows, once Next has returned false, as
 // with the iterator.
