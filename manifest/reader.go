@@ -132,15 +132,44 @@ func (r *Reader) Close() error { return r.f.Close() }
 func (r *Reader) Verify() error {
 	t := newTally(r.meta.FormatVersion)
 	it := r.Rows(0)
-	for {
-		row, ok := it.Next()
-		if !ok {
-			break
+	// Decoding and checking take about as long as each other, so they run
+	// on two cores: apply verifies the whole file before its first batch.
+	chunks := make(chan []Row, 4)
+	stop := make(chan struct{})
+	go func() {
+		defer close(chunks)
+		for {
+			c := make([]Row, 0, 512)
+			for len(c) < cap(c) {
+				row, ok := it.Next()
+				if !ok {
+					break
+				}
+				c = append(c, row)
+			}
+			if len(c) == 0 {
+				return
+			}
+			select {
+			case chunks <- c:
+			case <-stop:
+				return
+			}
 		}
-		if err := t.add(row); err != nil {
-			return invalid("%v", err)
+	}()
+	defer func() {
+		close(stop)
+		for range chunks {
+		}
+	}()
+	for c := range chunks {
+		for _, row := range c {
+			if err := t.add(row); err != nil {
+				return invalid("%v", err)
+			}
 		}
 	}
+	// chunks is closed: the decoding goroutine is done with it.
 	if err := it.Err(); err != nil {
 		return err
 	}
@@ -274,6 +303,7 @@ func (it *Iter) decode(pr parquet.Row) (Row, bool, error) {
 	c := it.r.cols
 	var row Row
 	var have int
+	var id, uid []byte // point into pr until copied below
 	for _, v := range pr {
 		col := v.Column()
 		if col != c.stage && col != c.table && col != c.id && col != c.uid && col != c.createdAt {
@@ -285,13 +315,13 @@ func (it *Iter) decode(pr parquet.Row) (Row, bool, error) {
 		have++
 		switch col {
 		case c.stage:
-			row.Stage = string(v.ByteArray())
+			row.Stage = intern(v.ByteArray(), stageNames)
 		case c.table:
-			row.Table = string(v.ByteArray())
+			row.Table = intern(v.ByteArray(), tableNames)
 		case c.id:
-			row.ID = append([]byte(nil), v.ByteArray()...)
+			id = v.ByteArray()
 		case c.uid:
-			row.UID = append([]byte(nil), v.ByteArray()...)
+			uid = v.ByteArray()
 		case c.createdAt:
 			row.CreatedAt = v.Int64()
 		}
@@ -299,7 +329,35 @@ func (it *Iter) decode(pr parquet.Row) (Row, bool, error) {
 	if have != 5 {
 		return Row{}, false, fmt.Errorf("row has %d of the 5 manifest columns", have)
 	}
+	// One allocation for both byte strings: apply decodes every row twice
+	// (verifying, then deleting), on its critical path the first time.
+	buf := make([]byte, len(id)+len(uid))
+	copy(buf, id)
+	copy(buf[len(id):], uid)
+	if len(id) > 0 {
+		row.ID = buf[:len(id):len(id)]
+	}
+	if len(uid) > 0 {
+		row.UID = buf[len(id):]
+	}
 	return row, true, nil
+}
+
+var (
+	stageNames = []string{StageMaxSessions, StageTokenAge, StageCodeAge}
+	tableNames = []string{TableSessionTokens, TableAccountResetTokens, TablePasswordForgotTokens,
+		TablePasswordChangeTokens, TableUnblockCodes, TableSigninCodes}
+)
+
+// intern returns the name in names equal to b, without allocating, or a
+// copy of b (a value Validate then refuses).
+func intern(b []byte, names []string) string {
+	for _, n := range names {
+		if string(b) == n {
+			return n
+		}
+	}
+	return string(b)
 }
 
 // guard turns a panic inside parquet-go (which panics on some corrupt
