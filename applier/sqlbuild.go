@@ -317,8 +317,22 @@ func joinStatements(stmts []statement) (string, []any) {
 // both lists. query must have no '?' but its placeholders (the builders'
 // fixed text has none).
 func inlineHex(query string, args []any) (string, error) {
-	var b strings.Builder
-	b.Grow(len(query) + 70*len(args))
+	// The text is sized exactly before it is written, and the values are
+	// encoded in place: a batch's text is tens of kilobytes, built on the
+	// batch's critical path (growing a buffer and a string per value took
+	// three quarters of the time to build a batch of 100 sessions).
+	size := len(query) - len(args)
+	for i, a := range args {
+		switch v := a.(type) {
+		case []byte:
+			size += 3 + 2*len(v)
+		case int64:
+			size += 20
+		default:
+			return "", fmt.Errorf("value %d is a %T, not bytes or an integer", i+1, v)
+		}
+	}
+	b := make([]byte, 0, max(size, 0))
 	i := 0
 	for {
 		k := strings.IndexByte(query, '?')
@@ -328,23 +342,21 @@ func inlineHex(query string, args []any) (string, error) {
 		if i >= len(args) {
 			return "", fmt.Errorf("statement has more placeholders than the %d values", len(args))
 		}
-		b.WriteString(query[:k])
+		b = append(b, query[:k]...)
 		query = query[k+1:]
 		switch v := args[i].(type) {
 		case []byte:
-			b.WriteString("X'")
-			b.WriteString(hex.EncodeToString(v))
-			b.WriteByte('\'')
+			b = append(b, "X'"...)
+			b = hex.AppendEncode(b, v)
+			b = append(b, '\'')
 		case int64:
-			b.WriteString(strconv.FormatInt(v, 10))
-		default:
-			return "", fmt.Errorf("value %d is a %T, not bytes or an integer", i+1, v)
+			b = strconv.AppendInt(b, v, 10)
 		}
 		i++
 	}
 	if i != len(args) {
 		return "", fmt.Errorf("statement has %d placeholders for %d values", i, len(args))
 	}
-	b.WriteString(query)
-	return b.String(), nil
+	b = append(b, query...)
+	return string(b), nil
 }

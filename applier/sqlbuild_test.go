@@ -3,6 +3,7 @@ package applier
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 
@@ -175,11 +176,22 @@ func TestSortByKey(t *testing.T) {
 	if !bytes.Equal(got[0].UID, b(1, 16)) || !bytes.Equal(rows[0].UID, b(2, 16)) {
 		t.Errorf("unblockCodes sort by (uid, hash) without touching the input: %x", got[0].UID)
 	}
+	// Rows already in key order (as a format-2 manifest lists them) come
+	// back in that order, still a copy.
+	sorted := sortByKey(got)
+	sorted[0] = rows[0]
+	if !bytes.Equal(got[0].UID, b(1, 16)) || !bytes.Equal(got[1].UID, b(2, 16)) {
+		t.Errorf("sorted input changed: %x, %x", got[0].UID, got[1].UID)
+	}
 }
 
 func TestInlineHex(t *testing.T) {
 	got, err := inlineHex("SELECT ? IN (?, ?)", []any{[]byte{0x00, 0x27, 0x5c, 0xff}, int64(-12), []byte{}})
 	if want := `SELECT X'00275cff' IN (-12, X'')`; err != nil || got != want {
+		t.Errorf("inlineHex = %q, %v; want %q", got, err, want)
+	}
+	got, err = inlineHex("?, ?;", []any{int64(math.MinInt64), int64(math.MaxInt64)})
+	if want := "-9223372036854775808, 9223372036854775807;"; err != nil || got != want {
 		t.Errorf("inlineHex = %q, %v; want %q", got, err, want)
 	}
 	for _, c := range []struct {
