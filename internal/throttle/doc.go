@@ -9,8 +9,10 @@
 // limits changed at run time), pt-archiver's --check-slave-lag,
 // pt-online-schema-change's --max-load/--critical-load and Vitess's tablet
 // throttler (a reading reused for a short while). Unlike gh-ost it reports
-// every reason, not the first, and reads on demand instead of in the
-// background, so a decision is never older than CacheFor.
+// every reason, not the first, and reads when batches ask (a reading that
+// passed is taken again in the background once it is 3/4 CacheFor old,
+// while batches go on), never on a timer, so a decision is never older
+// than CacheFor.
 //
 // # Signals
 //
@@ -111,9 +113,11 @@
 // connections): SELECT 1 23µs, the SHOW GLOBAL STATUS 183µs (the server
 // sums every connection's counters, so it grows with connections), the
 // INNODB_METRICS read 83µs, SHOW SLAVE STATUS 57µs. A reading that passed
-// is reused for CacheFor (100ms), so even at batch size 1 the servers see
-// at most ten checks a second, and the apply loop waits for one check (its
-// slowest server) per 100ms. While held, one check each CheckEvery
+// is reused for CacheFor (100ms), and taken again in the background once
+// it is 75ms old, so even at batch size 1 the servers see at most about
+// thirteen checks a second, and the apply loop waits for a check only
+// when a reading got older than CacheFor without a Wait asking (the first
+// batch, or after a slow one) or while held. While held, one check each CheckEvery
 // (250ms). Preflight runs each read once. Heartbeat mode adds one SELECT
 // @@server_id, UTC_TIMESTAMP(6) on the primary a minute.
 //

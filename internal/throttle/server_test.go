@@ -539,6 +539,44 @@ func TestOneStatementPerSignalPerCheck(t *testing.T) {
 	if p, r := run(time.Hour, 50); p != 1 || r != 1 {
 		t.Fatalf("50 waits within CacheFor sent %d and %d statements, want 1 and 1", p, r)
 	}
+
+	// A Wait that finds the reading over three quarters of CacheFor old uses it
+	// and takes the next one in the background, which the Waits after it
+	// use without sending anything.
+	const cacheFor = time.Second
+	thr := newThrottler(t, throttle.Config{Primary: pdb, MaxLoad: load, CacheFor: cacheFor, Replicas: []throttle.Replica{{DB: rdb}}})
+	wait := func() {
+		t.Helper()
+		if err := thr.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p0, r0 := count(pdb, "Com_show_status"), count(rdb, "Com_show_slave_status")
+	wait()
+	first := thr.Status().CheckedAt
+	time.Sleep(cacheFor * 4 / 5)
+	wait() // the first reading, still young enough; a refresh starts
+	if got := thr.Status().CheckedAt; !got.Equal(first) {
+		t.Fatalf("the Wait at 3/4 CacheFor decided on a reading of %s, want the first one's (%s)", got, first)
+	}
+	// Within CacheFor of the first reading, with no Wait asking, the
+	// replica sees a second SHOW REPLICA STATUS.
+	for count(rdb, "Com_show_slave_status")-r0 < 2 {
+		if time.Since(first) > cacheFor {
+			t.Fatal("no reading was taken in the background")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the refreshed reading is stored after its last read
+	wait()
+	wait()
+	if got := thr.Status().CheckedAt; !got.After(first) {
+		t.Fatalf("the Waits after the refresh decided on the reading of %s, want a later one", got)
+	}
+	// Each count reads the primary's status once more.
+	if p, r := count(pdb, "Com_show_status")-p0-1, count(rdb, "Com_show_slave_status")-r0; p != 2 || r != 2 {
+		t.Fatalf("two readings (the first and the refresh) sent %d SHOW STATUS and %d SHOW REPLICA STATUS, want 2 and 2", p, r)
+	}
 }
 
 // TestPreflightRestrictedUser: an account without the privileges each

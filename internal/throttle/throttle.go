@@ -127,6 +127,7 @@ type Throttler struct {
 	sizer          *Sizer
 	last           *reading // latest reading
 	lastThrottled  bool
+	refreshing     bool      // a background reading is under way (refresh)
 	historyHeld    bool      // throttled on history: wait for 80% of the limit
 	criticalSince  time.Time // first reading of the current critical streak
 	metricsHistory bool      // read history from INNODB_METRICS
@@ -302,14 +303,55 @@ func (t *Throttler) reading(ctx context.Context, fresh bool) *reading {
 	t.mu.Lock()
 	last, throttled, lim := t.last, t.lastThrottled, t.limitsLocked()
 	t.mu.Unlock()
-	if !fresh && last != nil && !throttled && t.cfg.CacheFor > 0 && time.Since(last.at) < t.cfg.CacheFor {
-		return last
+	if !fresh && last != nil && !throttled && t.cfg.CacheFor > 0 {
+		if age := time.Since(last.at); age < t.cfg.CacheFor {
+			if age >= t.cfg.CacheFor*3/4 {
+				t.refresh()
+			}
+			return last
+		}
 	}
 	r := t.read(ctx, lim)
 	t.mu.Lock()
 	t.last = r
 	t.mu.Unlock()
 	return r
+}
+
+// refresh takes a new reading in the background, once the Wait that asked
+// for it has returned (one check at a time), for the Waits to come: a
+// reading that passed is reused for CacheFor, and one taken once it is
+// three quarters that old lets the apply loop go on without waiting for a
+// check. A
+// Wait still never decides on a reading older than CacheFor.
+func (t *Throttler) refresh() {
+	t.mu.Lock()
+	if t.refreshing {
+		t.mu.Unlock()
+		return
+	}
+	t.refreshing = true
+	t.mu.Unlock()
+	go func() {
+		t.checkMu.Lock()
+		defer t.checkMu.Unlock()
+		t.mu.Lock()
+		lim, last := t.limitsLocked(), t.last
+		t.mu.Unlock()
+		var r *reading
+		// A Wait may have read meanwhile.
+		if last == nil || time.Since(last.at) >= t.cfg.CacheFor*3/4 {
+			// Each server read is bounded by ReadTimeout; the reading is
+			// judged, like any other, by the next Wait.
+			r = t.read(context.Background(), lim)
+		}
+		t.mu.Lock()
+		if r != nil {
+			t.last = r
+		}
+		t.refreshing = false
+		t.mu.Unlock()
+	}()
 }
 
 func (t *Throttler) limitsLocked() limits {
