@@ -577,6 +577,27 @@ func TestOneStatementPerSignalPerCheck(t *testing.T) {
 	if p, r := count(pdb, "Com_show_status")-p0-1, count(rdb, "Com_show_slave_status")-r0; p != 2 || r != 2 {
 		t.Fatalf("two readings (the first and the refresh) sent %d SHOW STATUS and %d SHOW REPLICA STATUS, want 2 and 2", p, r)
 	}
+
+	// A background reading stuck on a hung replica (up to ReadTimeout)
+	// does not keep a Wait from ending with its context (SIGINT, a stop
+	// request): the Wait returns the context's error at once.
+	thr = newThrottler(t, throttle.Config{Primary: pdb, MaxLoad: load, CacheFor: cacheFor, ReadTimeout: 30 * time.Second,
+		Replicas: []throttle.Replica{{DB: r.Open(t, "")}}})
+	wait()
+	r.Freeze(t)
+	defer r.Thaw(t)
+	time.Sleep(cacheFor * 4 / 5)
+	wait()                            // starts the reading that hangs
+	time.Sleep(50 * time.Millisecond) // by now it holds the one check allowed at a time
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	if err := thr.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait while the background reading hangs = %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(began); d > 10*time.Second {
+		t.Fatalf("Wait took %s to end with its context, want about 200ms (the hung reading has 30s)", d)
+	}
 }
 
 // TestPreflightRestrictedUser: an account without the privileges each

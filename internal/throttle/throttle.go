@@ -119,8 +119,12 @@ type Throttler struct {
 	replicas  []*replica
 	heartbeat string // quoted `db`.`table`, or ""
 
-	checkMu     sync.Mutex // one check at a time
-	primaryLost time.Time  // first unreadable primary reading of the current spell (under checkMu)
+	// checking holds a token while a Wait or a background reading runs:
+	// one check at a time. A channel rather than a mutex, so that a Wait
+	// whose context ends while a background reading holds it (a server not
+	// answering, up to ReadTimeout) returns at once.
+	checking    chan struct{}
+	primaryLost time.Time // first unreadable primary reading of the current spell (while checking)
 
 	mu             sync.Mutex
 	lim            limits
@@ -182,7 +186,7 @@ func New(cfg Config) (*Throttler, error) {
 			}
 		}
 	}
-	t := &Throttler{cfg: cfg, spent: map[string]time.Duration{}, metricsHistory: cfg.HistoryFromMetrics,
+	t := &Throttler{cfg: cfg, spent: map[string]time.Duration{}, metricsHistory: cfg.HistoryFromMetrics, checking: make(chan struct{}, 1),
 		lim: limits{maxLag: cfg.MaxReplicaLag, maxLoad: slices.Clone(cfg.MaxLoad),
 			criticalLoad: slices.Clone(cfg.CriticalLoad), maxHistory: max(0, cfg.MaxHistoryLength)},
 		sizer: NewSizer(cfg.BatchSize, cfg.MaxBatchTime)}
@@ -251,8 +255,13 @@ func (t *Throttler) logf(format string, args ...any) {
 // not be read for PrimaryPatience, or ctx's error when ctx ends first (end it on a stop
 // request or at the run's time limit). Call it with no transaction open.
 func (t *Throttler) Wait(ctx context.Context) error {
-	t.checkMu.Lock()
-	defer t.checkMu.Unlock()
+	select {
+	case t.checking <- struct{}{}:
+	case <-ctx.Done():
+		t.account(time.Now(), nil)
+		return ctx.Err()
+	}
+	defer func() { <-t.checking }()
 	fresh := false
 	for {
 		if err := ctx.Err(); err != nil {
@@ -333,8 +342,8 @@ func (t *Throttler) refresh() {
 	t.refreshing = true
 	t.mu.Unlock()
 	go func() {
-		t.checkMu.Lock()
-		defer t.checkMu.Unlock()
+		t.checking <- struct{}{}
+		defer func() { <-t.checking }()
 		t.mu.Lock()
 		lim, last := t.limitsLocked(), t.last
 		t.mu.Unlock()
