@@ -92,7 +92,7 @@ type Options struct {
 	LockName     string
 	Retry        RetryPolicy   // zero = DefaultRetry
 	LockWait     time.Duration // how long to wait for the named lock; 0 = DefaultLockWait
-	BatchTimeout time.Duration // deadline for one batch's statements; 0 = DefaultBatchTimeout
+	BatchTimeout time.Duration // bounds each statement of a batch (the connection's read and write timeouts, plus slack, unless the DSN sets them); 0 = DefaultBatchTimeout
 
 	// OnBatch, when set, runs after each batch is committed and its
 	// checkpoint record written (its sync may still be running), with the
