@@ -315,9 +315,9 @@ func (it *Iter) decode(pr parquet.Row) (Row, bool, error) {
 		have++
 		switch col {
 		case c.stage:
-			row.Stage = intern(v.ByteArray(), stageNames)
+			row.Stage = intern(v.ByteArray(), sectionStage)
 		case c.table:
-			row.Table = intern(v.ByteArray(), tableNames)
+			row.Table = intern(v.ByteArray(), sectionTable)
 		case c.id:
 			id = v.ByteArray()
 		case c.uid:
@@ -343,22 +343,20 @@ func (it *Iter) decode(pr parquet.Row) (Row, bool, error) {
 	return row, true, nil
 }
 
-var (
-	stageNames = []string{StageMaxSessions, StageTokenAge, StageCodeAge}
-	tableNames = []string{TableSessionTokens, TableAccountResetTokens, TablePasswordForgotTokens,
-		TablePasswordChangeTokens, TableUnblockCodes, TableSigninCodes}
-)
-
-// intern returns the name in names equal to b, without allocating, or a
-// copy of b (a value Validate then refuses).
-func intern(b []byte, names []string) string {
-	for _, n := range names {
-		if string(b) == n {
+// intern returns the stage or table name (field of a Section of the
+// allow-list) equal to b, without allocating, or a copy of b (a value
+// Validate then refuses).
+func intern(b []byte, field func(Section) string) string {
+	for _, s := range Sections {
+		if n := field(s); string(b) == n {
 			return n
 		}
 	}
 	return string(b)
 }
+
+func sectionStage(s Section) string { return s.Stage }
+func sectionTable(s Section) string { return s.Table }
 
 // guard turns a panic inside parquet-go (which panics on some corrupt
 // files) into an error.

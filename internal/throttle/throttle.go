@@ -331,8 +331,7 @@ func (t *Throttler) reading(ctx context.Context, fresh bool) *reading {
 // for it has returned (one check at a time), for the Waits to come: a
 // reading that passed is reused for CacheFor, and one taken once it is
 // three quarters that old lets the apply loop go on without waiting for a
-// check. A
-// Wait still never decides on a reading older than CacheFor.
+// check. A Wait still never decides on a reading older than CacheFor.
 func (t *Throttler) refresh() {
 	t.mu.Lock()
 	if t.refreshing {
