@@ -2,6 +2,7 @@ package applier
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ func TestIsTransient(t *testing.T) {
 		{&mysql.MySQLError{Number: 1146, Message: "Table doesn't exist"}, false},
 		{&mysql.MySQLError{Number: 1142, Message: "DELETE command denied"}, false},
 		{driver.ErrBadConn, true},
+		{fmt.Errorf("take named lock x: %w", sql.ErrConnDone), true},
 		{fmt.Errorf("commit: %w", mysql.ErrInvalidConn), true},
 		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true},
 		{fmt.Errorf("x: %w", syscall.ECONNRESET), true},
