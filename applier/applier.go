@@ -372,7 +372,7 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 		r.deadline = r.start.Add(o.MaxRuntime)
 	}
 	deadline := r.deadline
-	it := newReadAhead(mr.Rows(st.Next))
+	it := mr.RowsAhead(st.Next)
 	defer it.Close()
 	// carry holds rows read but not yet in a batch: the first row of the
 	// next section, or rows left over when the batch size shrank.

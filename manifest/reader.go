@@ -131,46 +131,16 @@ func (r *Reader) Close() error { return r.f.Close() }
 // should act on a manifest that has not passed Verify.
 func (r *Reader) Verify() error {
 	t := newTally(r.meta.FormatVersion)
-	it := r.Rows(0)
 	// Decoding and checking take about as long as each other, so they run
 	// on two cores: apply verifies the whole file before its first batch.
-	chunks := make(chan []Row, 4)
-	stop := make(chan struct{})
-	go func() {
-		defer close(chunks)
-		for {
-			c := make([]Row, 0, 512)
-			for len(c) < cap(c) {
-				row, ok := it.Next()
-				if !ok {
-					break
-				}
-				c = append(c, row)
-			}
-			if len(c) == 0 {
-				return
-			}
-			select {
-			case chunks <- c:
-			case <-stop:
-				return
-			}
-		}
-	}()
-	defer func() {
-		close(stop)
-		for range chunks {
-		}
-	}()
-	for c := range chunks {
-		for _, row := range c {
-			if err := t.add(row); err != nil {
-				return invalid("%v", err)
-			}
+	rows := r.RowsAhead(0)
+	defer rows.Close()
+	for row, ok := rows.Next(); ok; row, ok = rows.Next() {
+		if err := t.add(row); err != nil {
+			return invalid("%v", err)
 		}
 	}
-	// chunks is closed: the decoding goroutine is done with it.
-	if err := it.Err(); err != nil {
+	if err := rows.Err(); err != nil {
 		return err
 	}
 	n, stats, digest, err := t.result()

@@ -1,21 +1,20 @@
-package applier
+package manifest
 
-import "prune-tokens/manifest"
-
-// readAhead decodes manifest rows in a goroutine, a few hundred rows ahead
-// of the batches, so that decoding the Parquet file overlaps the batches'
-// round trips instead of adding to them (at batch size 100, decoding was a
-// twentieth of apply's time). Rows come out in file order, exactly as the
-// iterator gives them; an error stops the rows where the iterator stopped.
+// ReadAhead decodes rows in a goroutine, a few hundred rows ahead of its
+// reader, so that decoding the Parquet file overlaps what the reader does
+// with the rows instead of adding to it: apply's round trips (at batch size
+// 100, decoding was a twentieth of apply's time) and Verify's checks (which
+// take about as long as decoding). Rows come out in file order, exactly as
+// Iter gives them; an error stops the rows where the iterator stopped.
 //
-// Reading ahead does not weaken the check that the file did not change
-// during the run: the loop checks it after a batch's rows were read, before
+// Reading ahead does not weaken apply's check that the file did not change
+// during the run: apply checks it after a batch's rows were read, before
 // they are deleted, however early they were read.
-type readAhead struct {
+type ReadAhead struct {
 	chunks chan readChunk
 	stop   chan struct{}
 	done   chan struct{}
-	buf    []manifest.Row
+	buf    []Row
 	next   int64 // index of the row Next returns next
 	// ended: the last chunk arrived; exhausted: Next has returned false.
 	ended, exhausted bool
@@ -25,7 +24,7 @@ type readAhead struct {
 // readChunk is rows in file order and, in the last chunk, how the
 // iteration ended.
 type readChunk struct {
-	rows []manifest.Row
+	rows []Row
 	last bool
 	err  error
 }
@@ -37,12 +36,15 @@ const (
 	aheadChunks = 4
 )
 
-func newReadAhead(it *manifest.Iter) *readAhead {
-	ra := &readAhead{chunks: make(chan readChunk, aheadChunks), stop: make(chan struct{}), done: make(chan struct{}), next: it.Index()}
+// RowsAhead returns rows from row index from (0-based), as Rows does, read
+// ahead. Close it when done, or its goroutine stays.
+func (r *Reader) RowsAhead(from int64) *ReadAhead {
+	it := r.Rows(from)
+	ra := &ReadAhead{chunks: make(chan readChunk, aheadChunks), stop: make(chan struct{}), done: make(chan struct{}), next: it.Index()}
 	go func() {
 		defer close(ra.done)
 		for {
-			c := readChunk{rows: make([]manifest.Row, 0, chunkRows)}
+			c := readChunk{rows: make([]Row, 0, chunkRows)}
 			for len(c.rows) < chunkRows {
 				row, ok := it.Next()
 				if !ok {
@@ -65,11 +67,11 @@ func newReadAhead(it *manifest.Iter) *readAhead {
 }
 
 // Next returns the next row, or false at the end or on error (see Err).
-func (ra *readAhead) Next() (manifest.Row, bool) {
+func (ra *ReadAhead) Next() (Row, bool) {
 	for len(ra.buf) == 0 {
 		if ra.ended {
 			ra.exhausted = true
-			return manifest.Row{}, false
+			return Row{}, false
 		}
 		c := <-ra.chunks
 		ra.buf = c.rows
@@ -86,11 +88,11 @@ func (ra *readAhead) Next() (manifest.Row, bool) {
 // Index is the file index of the row Next returns next; after an error,
 // the row the iterator stopped at (it counts only the rows it returned, as
 // Next does).
-func (ra *readAhead) Index() int64 { return ra.next }
+func (ra *ReadAhead) Index() int64 { return ra.next }
 
 // Err is the error that stopped the rows, once Next has returned false, as
 // with the iterator.
-func (ra *readAhead) Err() error {
+func (ra *ReadAhead) Err() error {
 	if !ra.exhausted {
 		return nil
 	}
@@ -98,7 +100,7 @@ func (ra *readAhead) Err() error {
 }
 
 // Close stops the goroutine and waits for it.
-func (ra *readAhead) Close() {
+func (ra *ReadAhead) Close() {
 	close(ra.stop)
 	<-ra.done
 }
