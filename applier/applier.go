@@ -678,7 +678,14 @@ func (r *run) connect(ctx context.Context) error {
 	r.conn = conn
 	ictx, cancel := context.WithTimeout(ctx, statementSlack)
 	for _, q := range sessionSettings {
-		_, _ = conn.ExecContext(ictx, q)
+		if _, err := conn.ExecContext(ictx, q); err != nil && !serverAnswered(err) {
+			// Not a refusal but a cut or stalled connection: the
+			// setting may not be in force, so this connection must not
+			// run batches. The caller drops it and, the error being
+			// transient, connects again.
+			cancel()
+			return fmt.Errorf("connect: %s: %w", q, err)
+		}
 	}
 	cancel()
 	// Waiting for the lock counts against MaxRuntime like any other time.

@@ -69,8 +69,8 @@ func isTransient(err error) bool {
 	var ne net.Error
 	switch {
 	// sql.ErrConnDone: the pinned connection was closed after a bad-conn
-	// error in a statement whose error was not kept (connect's session
-	// settings), so the next one finds it gone: a cut connection too.
+	// error in an earlier statement, so the next one finds it gone: a cut
+	// connection too.
 	case errors.Is(err, driver.ErrBadConn), errors.Is(err, mysql.ErrInvalidConn), errors.Is(err, sql.ErrConnDone),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
@@ -83,6 +83,13 @@ func isTransient(err error) bool {
 		return true
 	}
 	return false
+}
+
+// serverAnswered says the error is the server's answer to a statement, not
+// a failure to get one.
+func serverAnswered(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me)
 }
 
 // refusedStatement says the server answered a statement with an error that

@@ -6,6 +6,7 @@
 package faultproxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,7 @@ type Proxy struct {
 	conns   map[*link]struct{}
 	policy  Policy
 	refuse  bool
+	cutOn   []byte // CutOn's pattern, until a chunk to the server holds it
 	cuts    int
 	blind   int // cuts right after forwarding a chunk to the server
 	accepts int
@@ -81,6 +83,15 @@ func (p *Proxy) Refuse(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refuse = on
+}
+
+// CutOn arms a one-shot cut: the first chunk towards the server that
+// contains pattern is not forwarded, and its connection is cut. It lets a
+// test hit one chosen statement, whenever the client sends it.
+func (p *Proxy) CutOn(pattern string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cutOn = []byte(pattern)
 }
 
 // CutAll resets every open connection.
@@ -170,7 +181,7 @@ func (p *Proxy) pipe(l *link, src, dst net.Conn, toServer bool) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			before, after := p.decide(l, toServer)
+			before, after := p.decide(l, toServer, buf[:n])
 			if before {
 				p.cut(l)
 				return
@@ -200,13 +211,17 @@ func (p *Proxy) pipe(l *link, src, dst net.Conn, toServer bool) {
 }
 
 // decide returns whether to cut before forwarding the chunk, or right after
-// it. A chunk towards the server is forwarded before the cut half the time:
+// it: CutOn's pattern first, then the random policy. A chunk towards the server is forwarded before the cut half the time:
 // the statement runs, its reply is lost.
-func (p *Proxy) decide(l *link, toServer bool) (before, after bool) {
+func (p *Proxy) decide(l *link, toServer bool, chunk []byte) (before, after bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	l.chunks++
 	if l.dying {
+		return true, false
+	}
+	if toServer && p.cutOn != nil && bytes.Contains(chunk, p.cutOn) {
+		p.cutOn = nil
 		return true, false
 	}
 	if p.policy.Prob <= 0 || l.chunks <= p.policy.Spare || l.rng.Float64() >= p.policy.Prob {

@@ -129,6 +129,31 @@ func TestCutAll(t *testing.T) {
 	}
 }
 
+// TestCutOn: the first line holding the pattern never reaches the server
+// and its connection is cut; the cut is used up, so a later one passes.
+func TestCutOn(t *testing.T) {
+	s := startLineServer(t)
+	p := start(t, s.ln.Addr().String())
+	p.CutOn("SET x")
+	c, r := dial(t, p)
+	if got, err := roundTrip(c, r, "SELECT 1"); err != nil || got != "echo SELECT 1" {
+		t.Fatalf("a line without the pattern: %q, %v", got, err)
+	}
+	if got, err := roundTrip(c, r, "SET x = 1"); err == nil {
+		t.Fatalf("the line with the pattern got an answer %q", got)
+	}
+	c2, r2 := dial(t, p)
+	if got, err := roundTrip(c2, r2, "SET x = 2"); err != nil || got != "echo SET x = 2" {
+		t.Fatalf("the pattern again, after the one cut: %q, %v", got, err)
+	}
+	if got := s.received(); strings.Join(got, ",") != "SELECT 1,SET x = 2" {
+		t.Errorf("server received %q, want the cut line missing", got)
+	}
+	if p.Cuts() != 1 {
+		t.Errorf("Cuts = %d, want 1", p.Cuts())
+	}
+}
+
 // TestCutAfterForward: with every chunk cut, some statements reach the
 // server and still lose their answer: the outcome-unknown case.
 func TestCutAfterForward(t *testing.T) {

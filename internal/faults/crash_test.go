@@ -85,6 +85,30 @@ func (r *crashRig) checkFinal(t *testing.T) {
 	}
 }
 
+// proxyRig is two copies of the same data on the shared server, one applied
+// uninterrupted (its final checksums are want), and a fault proxy in front
+// of the server for the test's apply (dsn goes through it).
+type proxyRig struct {
+	dir, path, dsn string
+	want           map[string]int64
+	db             *dbtest.DB
+	f              *appliertest.Fixture
+	proxy          *faultproxy.Proxy
+}
+
+func newProxyRig(t *testing.T) *proxyRig {
+	dir := t.TempDir()
+	path, want := reference(t, dbtest.New(t), dir)
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, crashSeed, crashSizes)
+	proxy, err := faultproxy.Start(strings.SplitN(strings.SplitN(db.DSN, "tcp(", 2)[1], ")", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	return &proxyRig{dir: dir, path: path, dsn: withAddr(t, db.DSN, proxy.Addr()), want: want, db: db, f: f, proxy: proxy}
+}
+
 // TestDatabaseKilledMidApply: the server dies (SIGKILL) twice during apply
 // and comes back within apply's retry budget: apply retries with backoff and
 // finishes by itself, and every table ends exactly as after an
@@ -215,21 +239,13 @@ func TestDatabaseDownWhileHeld(t *testing.T) {
 // reached the server (its outcome unknown to apply), and also resets every
 // connection now and then. apply retries and reaches the exact final state.
 func TestConnectionsCutAtRandom(t *testing.T) {
-	dir := t.TempDir()
-	path, want := reference(t, dbtest.New(t), dir)
-	db := dbtest.New(t)
-	f := appliertest.New(t, db, crashSeed, crashSizes)
-	cfgAddr := strings.SplitN(strings.SplitN(db.DSN, "tcp(", 2)[1], ")", 2)[0]
-	proxy, err := faultproxy.Start(cfgAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
+	rig := newProxyRig(t)
+	dir, path, want, db, f, proxy := rig.dir, rig.path, rig.want, rig.db, rig.f, rig.proxy
 	seedv := time.Now().UnixNano()
 	t.Logf("proxy seed %d", seedv)
 	sessions := db.Count(t, "sessionTokens")
 
-	p := clitest.Start(t, nil, "apply", "--dsn", withAddr(t, db.DSN, proxy.Addr()), "--manifest", path,
+	p := clitest.Start(t, nil, "apply", "--dsn", rig.dsn, "--manifest", path,
 		"--checkpoint", filepath.Join(dir, "cut.checkpoint"), "--batchSize", "20", "--wait", "0")
 	stop := make(chan struct{})
 	defer close(stop)
@@ -273,6 +289,32 @@ func TestConnectionsCutAtRandom(t *testing.T) {
 	f.Check(t)
 	if got := db.Checksums(t); !sameSums(got, want) {
 		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestConnectionCutDuringSessionSettings: the connection apply pins for its
+// batches is cut while it sets up the session (the isolation level the
+// guards rely on). That connection runs no batch: apply connects again,
+// says which statement the cut hit, and finishes with every table as after
+// an uninterrupted run.
+func TestConnectionCutDuringSessionSettings(t *testing.T) {
+	rig := newProxyRig(t)
+	proxy := rig.proxy
+	proxy.CutOn("SET SESSION TRANSACTION ISOLATION LEVEL")
+	p := clitest.Run(t, nil, "apply", "--dsn", rig.dsn, "--manifest", rig.path,
+		"--checkpoint", filepath.Join(rig.dir, "cut.checkpoint"), "--batchSize", "500", "--wait", "0")
+	if p.Code != 0 {
+		t.Fatalf("apply after a cut during its session settings: %s", p)
+	}
+	if proxy.Cuts() != 1 {
+		t.Fatalf("%d cuts, want the one armed", proxy.Cuts())
+	}
+	if !strings.Contains(p.Stderr.String(), "transient error") || !strings.Contains(p.Stderr.String(), "ISOLATION LEVEL") {
+		t.Errorf("the retry does not name the statement the cut hit:\n%s", p.Stderr)
+	}
+	rig.f.Check(t)
+	if got := rig.db.Checksums(t); !sameSums(got, rig.want) {
+		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, rig.want)
 	}
 }
 
