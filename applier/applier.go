@@ -678,11 +678,11 @@ func (r *run) connect(ctx context.Context) error {
 	r.conn = conn
 	ictx, cancel := context.WithTimeout(ctx, statementSlack)
 	for _, q := range sessionSettings {
-		if _, err := conn.ExecContext(ictx, q); err != nil && !serverAnswered(err) {
-			// Not a refusal but a cut or stalled connection: the
-			// setting may not be in force, so this connection must not
-			// run batches. The caller drops it and, the error being
-			// transient, connects again.
+		if _, err := conn.ExecContext(ictx, q); err != nil && !refusedStatement(err) {
+			// Not a refusal but a cut, stalled or interrupted statement:
+			// the setting may not be in force on a connection that may
+			// still be alive, so it must not run batches. The caller
+			// drops it and, the error being transient, connects again.
 			cancel()
 			return fmt.Errorf("connect: %s: %w", q, err)
 		}

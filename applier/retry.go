@@ -85,13 +85,6 @@ func isTransient(err error) bool {
 	return false
 }
 
-// serverAnswered says the error is the server's answer to a statement, not
-// a failure to get one.
-func serverAnswered(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me)
-}
-
 // refusedStatement says the server answered a statement with an error that
 // is neither transient nor a missing privilege: it did not accept the
 // statement as such.

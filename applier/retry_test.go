@@ -41,6 +41,32 @@ func TestIsTransient(t *testing.T) {
 	}
 }
 
+// TestRefusedStatement: only the server declining a statement as such
+// counts as a refusal, which apply works around (the portable batch path)
+// or goes on without (a session setting the server does not have). A
+// statement cut, timed out or interrupted is not one: a setting it carried
+// may not be in force on a connection that is still alive.
+func TestRefusedStatement(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&mysql.MySQLError{Number: 1193, Message: "Unknown system variable 'in_predicate_conversion_threshold'"}, true},
+		{&mysql.MySQLError{Number: 1064, Message: "You have an error in your SQL syntax"}, true},
+		{&mysql.MySQLError{Number: 1317, Message: "Query execution was interrupted"}, false},
+		{&mysql.MySQLError{Number: 1927, Message: "Connection was killed"}, false},
+		{&mysql.MySQLError{Number: 1142, Message: "DELETE command denied"}, false},
+		{driver.ErrBadConn, false},
+		{sql.ErrConnDone, false},
+		{context.DeadlineExceeded, false},
+		{nil, false},
+	} {
+		if got := refusedStatement(c.err); got != c.want {
+			t.Errorf("refusedStatement(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
 func TestBackoffIsBounded(t *testing.T) {
 	p := DefaultRetry
 	var total time.Duration
