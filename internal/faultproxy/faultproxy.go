@@ -211,8 +211,9 @@ func (p *Proxy) pipe(l *link, src, dst net.Conn, toServer bool) {
 }
 
 // decide returns whether to cut before forwarding the chunk, or right after
-// it: CutOn's pattern first, then the random policy. A chunk towards the server is forwarded before the cut half the time:
-// the statement runs, its reply is lost.
+// it: CutOn's pattern first, then the random policy, under which a chunk
+// towards the server is forwarded before the cut half the time: the
+// statement runs, its reply is lost.
 func (p *Proxy) decide(l *link, toServer bool, chunk []byte) (before, after bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
