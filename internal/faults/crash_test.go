@@ -85,15 +85,12 @@ func (r *crashRig) checkFinal(t *testing.T) {
 	}
 }
 
-// proxyRig is two copies of the same data on the shared server, one applied
-// uninterrupted (its final checksums are want), and a fault proxy in front
-// of the server for the test's apply (dsn goes through it).
+// proxyRig is a crashRig on the shared server (srv is nil) with a fault
+// proxy in front of the server for the test's apply: dsn goes through it.
 type proxyRig struct {
-	dir, path, dsn string
-	want           map[string]int64
-	db             *dbtest.DB
-	f              *appliertest.Fixture
-	proxy          *faultproxy.Proxy
+	crashRig
+	dsn   string
+	proxy *faultproxy.Proxy
 }
 
 func newProxyRig(t *testing.T) *proxyRig {
@@ -106,7 +103,8 @@ func newProxyRig(t *testing.T) *proxyRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
-	return &proxyRig{dir: dir, path: path, dsn: withAddr(t, db.DSN, proxy.Addr()), want: want, db: db, f: f, proxy: proxy}
+	return &proxyRig{crashRig: crashRig{dir: dir, path: path, cp: filepath.Join(dir, "cut.checkpoint"), want: want, db: db, f: f},
+		dsn: withAddr(t, db.DSN, proxy.Addr()), proxy: proxy}
 }
 
 // TestDatabaseKilledMidApply: the server dies (SIGKILL) twice during apply
@@ -240,13 +238,13 @@ func TestDatabaseDownWhileHeld(t *testing.T) {
 // connection now and then. apply retries and reaches the exact final state.
 func TestConnectionsCutAtRandom(t *testing.T) {
 	rig := newProxyRig(t)
-	dir, path, want, db, f, proxy := rig.dir, rig.path, rig.want, rig.db, rig.f, rig.proxy
+	db, proxy := rig.db, rig.proxy
 	seedv := time.Now().UnixNano()
 	t.Logf("proxy seed %d", seedv)
 	sessions := db.Count(t, "sessionTokens")
 
-	p := clitest.Start(t, nil, "apply", "--dsn", rig.dsn, "--manifest", path,
-		"--checkpoint", filepath.Join(dir, "cut.checkpoint"), "--batchSize", "20", "--wait", "0")
+	p := clitest.Start(t, nil, "apply", "--dsn", rig.dsn, "--manifest", rig.path,
+		"--checkpoint", rig.cp, "--batchSize", "20", "--wait", "0")
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -286,10 +284,7 @@ func TestConnectionsCutAtRandom(t *testing.T) {
 	if proxy.Cuts() < 5 || proxy.BlindCuts() == 0 || retries == 0 {
 		t.Errorf("only %d cuts (%d blind) and %d retries: the test proved little", proxy.Cuts(), proxy.BlindCuts(), retries)
 	}
-	f.Check(t)
-	if got := db.Checksums(t); !sameSums(got, want) {
-		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, want)
-	}
+	rig.checkFinal(t)
 }
 
 // TestConnectionCutDuringSessionSettings: the connection apply pins for its
@@ -302,7 +297,7 @@ func TestConnectionCutDuringSessionSettings(t *testing.T) {
 	proxy := rig.proxy
 	proxy.CutOn("SET SESSION TRANSACTION ISOLATION LEVEL")
 	p := clitest.Run(t, nil, "apply", "--dsn", rig.dsn, "--manifest", rig.path,
-		"--checkpoint", filepath.Join(rig.dir, "cut.checkpoint"), "--batchSize", "500", "--wait", "0")
+		"--checkpoint", rig.cp, "--batchSize", "500", "--wait", "0")
 	if p.Code != 0 {
 		t.Fatalf("apply after a cut during its session settings: %s", p)
 	}
@@ -312,10 +307,7 @@ func TestConnectionCutDuringSessionSettings(t *testing.T) {
 	if !strings.Contains(p.Stderr.String(), "transient error") || !strings.Contains(p.Stderr.String(), "ISOLATION LEVEL") {
 		t.Errorf("the retry does not name the statement the cut hit:\n%s", p.Stderr)
 	}
-	rig.f.Check(t)
-	if got := rig.db.Checksums(t); !sameSums(got, rig.want) {
-		t.Errorf("tables differ from the uninterrupted run:\n got %v\nwant %v", got, rig.want)
-	}
+	rig.checkFinal(t)
 }
 
 // TestPlanKilledLeavesNothing: plan killed with SIGKILL at several moments
