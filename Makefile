@@ -63,7 +63,7 @@ fuzz:
 # Slow process-level fault tests (private MariaDB servers killed mid-apply,
 # connections cut, disk full, least privilege, secrets); .ci/run runs them too.
 test-faults:
-	$(GO) test -race -count=1 -tags faults -timeout 40m ./internal/faults/
+	$(GO) test -race -count=1 -tags faults -timeout 40m ./internal/test/faults/
 
 clean:
 	rm -rf bin

@@ -228,7 +228,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer db.Close()
 	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout+statementSlack)
-	target, err := dbconn.Describe(dctx, db, cfg)
+	server, err := dbconn.Describe(dctx, db, cfg)
+	target := manifest.Source(server)
 	cancel()
 	if err != nil {
 		return nil, initErrorf("%s: %w", dbconn.Target(cfg), err)

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"prune-tokens/applier/appliertest"
 	"prune-tokens/internal/dbconn"
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
 )
 

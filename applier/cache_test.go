@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"prune-tokens/applier/appliertest"
-	"prune-tokens/internal/dbtest"
-	"prune-tokens/internal/redistest"
 	"prune-tokens/internal/sessioncache"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/dbtest"
+	"prune-tokens/internal/test/redistest"
 	"prune-tokens/manifest"
 )
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"prune-tokens/applier/appliertest"
+	"prune-tokens/internal/test/appliertest"
 	"prune-tokens/manifest"
 )
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
 )
 

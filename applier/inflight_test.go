@@ -9,8 +9,8 @@ import (
 	"sync"
 	"testing"
 
-	"prune-tokens/applier/appliertest"
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
 )
 

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"prune-tokens/applier/appliertest"
-	"prune-tokens/internal/dbtest"
-	"prune-tokens/internal/sandbox/sandboxtest"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/dbtest"
+	"prune-tokens/internal/test/sandboxtest"
 	"prune-tokens/manifest"
 )
 

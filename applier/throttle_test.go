@@ -15,11 +15,11 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"prune-tokens/applier/appliertest"
 	"prune-tokens/internal/dbconn"
-	"prune-tokens/internal/dbtest"
 	"prune-tokens/internal/logging"
-	"prune-tokens/internal/mariadbtest"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/dbtest"
+	"prune-tokens/internal/test/mariadbtest"
 	"prune-tokens/internal/throttle"
 	"prune-tokens/manifest"
 )

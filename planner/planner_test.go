@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
 )
 

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"prune-tokens/internal/dbtest"
-	"prune-tokens/internal/sandbox/sandboxtest"
+	"prune-tokens/internal/test/dbtest"
+	"prune-tokens/internal/test/sandboxtest"
 	"prune-tokens/manifest"
 )
 

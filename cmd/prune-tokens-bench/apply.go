@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
 )
 

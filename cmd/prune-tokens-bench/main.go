@@ -33,7 +33,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
 )
 

@@ -23,7 +23,7 @@ func populate(ctx context.Context, db *sql.DB, cfg seed.Config, log io.Writer) (
 	return n, nil
 }
 
-// tables are the nine FxA tables, in the order of testdata/schema.sql.
+// tables are the nine FxA tables, in the order of internal/schema/schema.sql.
 var tables = []string{
 	"sessionTokens", "unverifiedTokens", "devices",
 	"accountResetTokens", "passwordForgotTokens", "passwordChangeTokens",

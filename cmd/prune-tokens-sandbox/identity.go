@@ -13,7 +13,7 @@ import (
 )
 
 // primaryKeys are the primary-key columns of the nine FxA tables, as in
-// testdata/schema.sql.
+// internal/schema/schema.sql.
 var primaryKeys = map[string][]string{
 	"sessionTokens":        {"tokenId"},
 	"unverifiedTokens":     {"tokenId"},

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"prune-tokens/internal/clitest"
-	"prune-tokens/internal/dbtest"
 	"prune-tokens/internal/sandbox"
-	"prune-tokens/internal/sandbox/sandboxtest"
 	"prune-tokens/internal/seed"
+	"prune-tokens/internal/test/clitest"
+	"prune-tokens/internal/test/dbtest"
+	"prune-tokens/internal/test/sandboxtest"
 )
 
 var testNow = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC).UnixMilli()

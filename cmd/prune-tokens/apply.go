@@ -9,10 +9,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"prune-tokens/applier"
+	"prune-tokens/cmd/prune-tokens/report"
 	"prune-tokens/internal/dbconn"
 	"prune-tokens/internal/duration"
 	"prune-tokens/internal/logging"
-	"prune-tokens/internal/report"
 	"prune-tokens/internal/sessioncache"
 	"prune-tokens/internal/throttle"
 )

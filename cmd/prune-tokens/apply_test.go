@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"prune-tokens/applier"
-	"prune-tokens/applier/appliertest"
-	"prune-tokens/internal/clitest"
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/clitest"
+	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
 )
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"prune-tokens/applier"
-	"prune-tokens/internal/report"
+	"prune-tokens/cmd/prune-tokens/report"
 )
 
 // applyReport is --report: the outcome as JSON, written whole (temporary

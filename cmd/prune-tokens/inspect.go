@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"prune-tokens/internal/report"
+	"prune-tokens/cmd/prune-tokens/report"
 	"prune-tokens/manifest"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
 )
 

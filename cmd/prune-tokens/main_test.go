@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"prune-tokens/internal/clitest"
+	"prune-tokens/internal/test/clitest"
 )
 
 // TestMain removes the binary that subprocess tests build.

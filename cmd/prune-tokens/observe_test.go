@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"prune-tokens/applier/appliertest"
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
 )
 

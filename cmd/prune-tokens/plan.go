@@ -11,10 +11,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"prune-tokens/cmd/prune-tokens/report"
 	"prune-tokens/internal/dbconn"
 	"prune-tokens/internal/duration"
 	"prune-tokens/internal/logging"
-	"prune-tokens/internal/report"
 	"prune-tokens/manifest"
 	"prune-tokens/planner"
 )
@@ -208,7 +208,7 @@ func runPlan(c *cli.Context) error {
 		TokenCutoff: res.TokenCutoff,
 		CodeCutoff:  res.CodeCutoff,
 		Flags:       a.flags,
-		Source:      src,
+		Source:      manifest.Source(src),
 		TopAccounts: res.TopAccounts,
 	})
 	if err != nil {

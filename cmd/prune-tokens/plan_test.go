@@ -17,8 +17,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"prune-tokens/internal/clitest"
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/clitest"
+	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
 )
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"prune-tokens/applier/appliertest"
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/dbtest"
 )
 
 // TestApplyThrottleFlags: each bad throttling or run-control flag is one

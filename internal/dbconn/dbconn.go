@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-
-	"prune-tokens/manifest"
 )
 
 // ConnectTimeout bounds dialing when the DSN does not set timeout=.
@@ -99,11 +97,22 @@ func Target(cfg *mysql.Config) string {
 	return cfg.Addr + "/" + cfg.DBName
 }
 
-// Describe reads what the manifest records about a server.
+// Server is what a manifest records about the server it was planned on and
+// what apply compares it with; manifest.Source has the same fields, so the
+// callers convert it without this package knowing the manifest.
+type Server struct {
+	Host          string
+	Port          int
+	Database      string
+	ServerVersion string
+	ServerID      uint64
+}
+
+// Describe reads the identity of the server q is connected to.
 func Describe(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, cfg *mysql.Config) (manifest.Source, error) {
-	src := manifest.Source{Database: cfg.DBName}
+}, cfg *mysql.Config) (Server, error) {
+	src := Server{Database: cfg.DBName}
 	host, port, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		src.Host = cfg.Addr // unix socket path

@@ -23,7 +23,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/sirupsen/logrus"
 
-	prunetokens "prune-tokens"
+	"prune-tokens/internal/schema"
 )
 
 // ServerVersion is what VERSION() answers, so a manifest planned on the
@@ -188,7 +188,7 @@ var indexLine = regexp.MustCompile(`^\s*(UNIQUE\s+)?INDEX\s`)
 // table the same way. Without them every query still gives the same
 // answer, by scanning, and seeding takes seconds. Primary keys stay.
 func Schema(secondaryIndexes bool) []string {
-	stmts := prunetokens.SchemaStatements()
+	stmts := schema.SchemaStatements()
 	if secondaryIndexes {
 		return stmts
 	}

@@ -1,4 +1,4 @@
-// Package seed fills an FxA auth database (testdata/schema.sql) with
+// Package seed fills an FxA auth database (internal/schema/schema.sql) with
 // synthetic but realistic data: the one generator behind the sandbox, the
 // demo and the benchmarks. The same Config always produces the same rows.
 package seed

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"prune-tokens/internal/dbtest"
 	"prune-tokens/internal/seed"
+	"prune-tokens/internal/test/dbtest"
 )
 
 var now = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC).UnixMilli()

@@ -15,8 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"prune-tokens/internal/faultproxy"
-	"prune-tokens/internal/redistest"
+	"prune-tokens/internal/test/faultproxy"
+	"prune-tokens/internal/test/redistest"
 )
 
 func id(n int) []byte { b := make([]byte, n); _, _ = rand.Read(b); return b }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"prune-tokens/internal/mariadbtest"
+	"prune-tokens/internal/test/mariadbtest"
 	"prune-tokens/internal/throttle"
 )
 

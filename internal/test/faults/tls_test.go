@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"prune-tokens/applier/appliertest"
-	"prune-tokens/internal/clitest"
-	"prune-tokens/internal/mariadbtest"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/clitest"
+	"prune-tokens/internal/test/mariadbtest"
 )
 
 // writeCerts makes a private CA and a server certificate for 127.0.0.1.

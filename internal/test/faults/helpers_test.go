@@ -19,10 +19,10 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/parquet-go/parquet-go"
 
-	"prune-tokens/applier/appliertest"
-	"prune-tokens/internal/clitest"
-	"prune-tokens/internal/dbtest"
-	"prune-tokens/internal/mariadbtest"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/clitest"
+	"prune-tokens/internal/test/dbtest"
+	"prune-tokens/internal/test/mariadbtest"
 	"prune-tokens/manifest"
 )
 

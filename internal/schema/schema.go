@@ -1,17 +1,17 @@
-// Package prunetokens holds what every part of the module shares as data:
-// the FxA schema of testdata/schema.sql, embedded so that a binary (the
-// sandbox) carries it without the source tree.
-package prunetokens
+// Package schema is the FxA schema of schema.sql that the tests, the sandbox
+// and the benchmark build their databases from, embedded so that a binary
+// (the sandbox) carries it without the source tree.
+package schema
 
 import (
 	_ "embed"
 	"strings"
 )
 
-// Schema is testdata/schema.sql: the nine FxA tables prune-tokens reads or
+// Schema is schema.sql: the nine FxA tables prune-tokens reads or
 // touches, in portable MySQL.
 //
-//go:embed testdata/schema.sql
+//go:embed schema.sql
 var Schema string
 
 // SchemaStatements splits Schema into its CREATE TABLE statements (without

@@ -1,5 +1,5 @@
 // Package dbtest gives integration tests a fresh FxA database on the real
-// MariaDB server named by PRUNE_TOKENS_TEST_DSN, built from testdata/schema.sql
+// MariaDB server named by PRUNE_TOKENS_TEST_DSN, built from internal/schema/schema.sql
 // and dropped when the test ends.
 package dbtest
 
@@ -17,7 +17,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	prunetokens "prune-tokens"
+	"prune-tokens/internal/schema"
 )
 
 // DefaultDSN is the server the tests use when PRUNE_TOKENS_TEST_DSN is unset.
@@ -42,12 +42,12 @@ func ServerDSN() string {
 // in any package can reach testdata/.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
-// SchemaSQL returns the statements of testdata/schema.sql, one per element.
+// SchemaSQL returns the statements of internal/schema/schema.sql, one per element.
 func SchemaSQL() ([]string, error) {
-	return prunetokens.SchemaStatements(), nil
+	return schema.SchemaStatements(), nil
 }
 
 // Unavailable ends a test that cannot run its check on this machine (no
@@ -191,7 +191,7 @@ func (d *DB) Count(t testing.TB, table string) int {
 	return n
 }
 
-// Tables are the nine FxA tables of testdata/schema.sql.
+// Tables are the nine FxA tables of internal/schema/schema.sql.
 var Tables = []string{
 	"sessionTokens", "unverifiedTokens", "devices",
 	"accountResetTokens", "passwordForgotTokens", "passwordChangeTokens",

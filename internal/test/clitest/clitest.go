@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/dbtest"
 )
 
 type build struct {

@@ -1,4 +1,4 @@
-package prunetokens
+package schema
 
 import (
 	"strings"

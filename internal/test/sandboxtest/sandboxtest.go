@@ -8,8 +8,8 @@ import (
 	"io"
 	"testing"
 
-	"prune-tokens/internal/dbtest"
 	"prune-tokens/internal/sandbox"
+	"prune-tokens/internal/test/dbtest"
 )
 
 // New starts a sandbox for the test (stopped at cleanup) with database fxa

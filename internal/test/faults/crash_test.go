@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"prune-tokens/applier/appliertest"
-	"prune-tokens/internal/clitest"
-	"prune-tokens/internal/dbtest"
-	"prune-tokens/internal/faultproxy"
-	"prune-tokens/internal/mariadbtest"
 	"prune-tokens/internal/seed"
+	"prune-tokens/internal/test/appliertest"
+	"prune-tokens/internal/test/clitest"
+	"prune-tokens/internal/test/dbtest"
+	"prune-tokens/internal/test/faultproxy"
+	"prune-tokens/internal/test/mariadbtest"
 )
 
 // crashSizes makes apply run for seconds at small batches, so faults land

@@ -23,7 +23,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"prune-tokens/internal/dbtest"
+	"prune-tokens/internal/test/dbtest"
 )
 
 // Binaries; overridable for machines that install MariaDB elsewhere.
@@ -288,7 +288,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// CreateFxA creates database name with the FxA schema of testdata/schema.sql
+// CreateFxA creates database name with the FxA schema of internal/schema/schema.sql
 // and returns a DSN for it (root, no password).
 func (s *Server) CreateFxA(t testing.TB, name string) string {
 	t.Helper()
