@@ -607,8 +607,7 @@ func (r *run) waited(reason string, d time.Duration) {
 // connection's read and write timeouts (BatchTimeout plus slack unless the
 // DSN sets its own): a context that can end would do no more, and
 // go-sql-driver hands every such statement's context to a watcher
-// goroutine and back, which cost a batch of one session about a tenth of
-// its time on a busy two-core machine.
+// goroutine and back, a cost small batches notice (docs/benchmarks.md).
 func (r *run) try(ctx context.Context, sec manifest.Section, rows []manifest.Row) (outcome, error) {
 	bctx := context.WithoutCancel(ctx)
 	if r.o.DryRun {
@@ -661,10 +660,10 @@ var sessionSettings = []string{
 	// COMMITTED would not take them.
 	"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
 	// MariaDB turns an IN list of in_predicate_conversion_threshold (1,000)
-	// values or more into a subquery over a table of the values. For the
-	// guarded DELETE of a batch of 1,000 sessions that cost a tenth of the
-	// batch's time (make bench); the key lists are primary-key lookups
-	// either way. MySQL has no such conversion and no such variable.
+	// values or more into a subquery over a table of the values, which
+	// slows the guarded DELETE of a large batch (docs/benchmarks.md); the
+	// key lists are primary-key lookups either way. MySQL has no such
+	// conversion and no such variable.
 	"SET SESSION in_predicate_conversion_threshold = 0",
 }
 

@@ -54,8 +54,8 @@ type current struct {
 func sortByKey(rows []manifest.Row) []manifest.Row {
 	out := slices.Clone(rows)
 	byKey := func(a, b manifest.Row) int { return bytes.Compare(a.Key(), b.Key()) }
-	// A format-2 manifest lists most sections in key order already: a
-	// check is a tenth of the cost of a sort.
+	// A format-2 manifest lists most sections in key order already, and
+	// checking the order costs far less than sorting.
 	if !slices.IsSortedFunc(out, byKey) {
 		slices.SortFunc(out, byKey)
 	}

@@ -18,7 +18,8 @@ import (
 // Counting a range costs a short sequential scan and share-locks the range
 // until the batch commits, so it must hold few rows: in a dense manifest
 // (most sessions expired, the first prunes of a large table) a batch's range
-// holds about as many unverifiedTokens rows as a fifth of its sessions; in a
+// holds fewer unverifiedTokens rows than the batch has sessions (only some
+// sessions have one); in a
 // sparse one (a few expired sessions spread over the whole table) it could
 // hold a large part of the table, locked against the service verifying its
 // sessions. Session keys are random, so the rows a range holds are about its

@@ -149,11 +149,11 @@ func devicePairs(rows []manifest.Row) (string, []any) {
 }
 
 // The statements of a batch on a server that runs them (MariaDB, MySQL): see
-// deleteBatchFast. Measured on MariaDB 10.11 (make bench): a guard in a
-// DELETE as a correlated subquery (NOT EXISTS devices, EXISTS the session)
-// costs a third of the plain delete loop's rate, because the subquery is set
-// up again for every row; a joined read of the batch, then one multi-table
-// DELETE of the sessions with their dependants, costs a few percent.
+// deleteBatchFast. A guard in a DELETE is never a correlated subquery (NOT
+// EXISTS devices, EXISTS the session): the subquery is set up again for
+// every row. A joined read of the batch, then one multi-table DELETE of the
+// sessions with their dependants, costs little more than the plain delete
+// loop (docs/benchmarks.md).
 
 // selectSessionsForDeleteSQL reads and locks the listed sessions, each with
 // whether it has a device (same uid and sessionTokenId: the join names uid,
@@ -196,8 +196,8 @@ func deleteSessionsSQL(stage string, rows []manifest.Row) (string, []any) {
 // are still exactly as planned: key, uid and createdAt. The list of
 // (key, uid, createdAt) drives the statement on the primary key; FORCE
 // INDEX keeps the range optimizer from building ranges on every index the
-// uid and createdAt components could use (MariaDB 10.11 spent about a
-// second per 1,000-row statement on that).
+// uid and createdAt components could use, which costs MariaDB far more than
+// the delete itself (docs/benchmarks.md).
 func deleteExactSQL(table string, rows []manifest.Row) (string, []any, error) {
 	s, err := specFor(table)
 	if err != nil {
@@ -310,17 +310,16 @@ func joinStatements(stmts []statement) (string, []any) {
 
 // inlineHex writes args into query's placeholders as literals: byte strings
 // as hexadecimal literals (X'0a1b...', nothing but hex digits, so no value
-// can end the literal early), integers in decimal. MariaDB parses a list of
-// 1,000 32-byte keys about a third faster as hexadecimal literals than as
-// the escaped _binary'...' strings the driver writes, and 1,000 planned
-// (key, uid, createdAt) values a quarter faster; a batch's DELETE carries
-// both lists. query must have no '?' but its placeholders (the builders'
-// fixed text has none).
+// can end the literal early), integers in decimal. MariaDB parses long
+// lists of hexadecimal literals faster than the escaped _binary'...'
+// strings the driver writes, and a batch's DELETE carries two such lists
+// (docs/benchmarks.md). query must have no '?' but its placeholders (the
+// builders' fixed text has none).
 func inlineHex(query string, args []any) (string, error) {
 	// The text is sized exactly before it is written, and the values are
 	// encoded in place: a batch's text is tens of kilobytes, built on the
-	// batch's critical path (growing a buffer and a string per value took
-	// three quarters of the time to build a batch of 100 sessions).
+	// batch's critical path, where growing a buffer and making a string per
+	// value would be most of its cost.
 	size := len(query) - len(args)
 	for i, a := range args {
 		switch v := a.(type) {

@@ -10,7 +10,7 @@ import (
 
 // zstdWindow bounds the encoder's history. parquet-go's own zstd codec uses
 // the library's default 8 MiB window, and each of its pooled encoders then
-// keeps 16 MiB of history (32 MiB of plan's 47 MiB live heap at 1M sessions),
+// keeps 16 MiB of history (most of plan's live heap: docs/benchmarks.md),
 // although a page is at most a few hundred KiB: a window of one page
 // compresses the same.
 const zstdWindow = 512 << 10

@@ -184,7 +184,7 @@ var indexLine = regexp.MustCompile(`^\s*(UNIQUE\s+)?INDEX\s`)
 // go-mysql-server v0.20.0 keeps each in-memory table as a slice re-sorted
 // after every write; with secondary indexes each swap of that sort scans
 // every index entry (its source calls it "worse than cubic"), so seeding
-// 20,000 rows takes minutes, and adding the indexes afterwards rewrites the
+// the demo's data takes minutes, and adding the indexes afterwards rewrites the
 // table the same way. Without them every query still gives the same
 // answer, by scanning, and seeding takes seconds. Primary keys stay.
 func Schema(secondaryIndexes bool) []string {

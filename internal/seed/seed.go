@@ -55,9 +55,9 @@ type Config struct {
 
 	// KeyOrder holds every row in memory, then inserts each table in
 	// primary-key order. InnoDB then appends to its clustered indexes
-	// instead of splitting random pages: at 1,000,000 sessions (2.7M rows,
-	// 128 MiB buffer pool) 23,600 rows/s instead of 8,400, for about
-	// 600 bytes of memory a row (1.6 GiB there).
+	// instead of splitting random pages: much faster once the tables
+	// outgrow the buffer pool, for holding every row in memory
+	// (docs/benchmarks.md).
 	KeyOrder bool
 }
 
@@ -65,8 +65,8 @@ type Config struct {
 // rows, 5,600 of them session tokens, three accounts far over any sensible
 // maxSessions and one more over 100 sessions. It is kept this small because
 // go-mysql-server's in-memory tables cost O(rows) per inserted or deleted
-// row: at 22,000 rows the demo's two applies alone took 17 s or more on a
-// 2-core machine.
+// row, so the demo's time grows with the square of its size
+// (docs/benchmarks.md).
 func DefaultConfig(seed, now int64) Config {
 	return Config{
 		Seed:            seed,

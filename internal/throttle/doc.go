@@ -108,11 +108,10 @@
 // Variable_name IN (...) to the primary for all load variables and the
 // history length together; on MySQL one more single-row SELECT from
 // INNODB_METRICS; one SHOW REPLICA STATUS (an in-memory read) or one
-// primary-key SELECT of the heartbeat row per replica. Measured round
-// trips on this project's test machine (MariaDB 10.11, loopback, 3
-// connections): SELECT 1 23µs, the SHOW GLOBAL STATUS 183µs (the server
-// sums every connection's counters, so it grows with connections), the
-// INNODB_METRICS read 83µs, SHOW SLAVE STATUS 57µs. A reading that passed
+// primary-key SELECT of the heartbeat row per replica: each a fraction of
+// a millisecond on loopback (docs/benchmarks.md), though SHOW GLOBAL STATUS
+// grows with connections (the server sums every connection's counters). A
+// reading that passed
 // is reused for CacheFor (100ms), and taken again in the background once
 // it is 75ms old, so even at batch size 1 the servers see at most about
 // thirteen checks a second, and the apply loop waits for a check only
