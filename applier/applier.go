@@ -566,7 +566,7 @@ func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.R
 			// multi-table DELETE, FORCE INDEX) gets the portable path from
 			// now on; a real problem shows up there too.
 			r.fast = false
-			fmt.Fprintf(r.o.Out, "note        the server refused apply's batch statements (%s); each batch now sends them one at a time (README: apply)\n",
+			fmt.Fprintf(r.o.Out, "note        the server refused apply's batch statements (%s); each batch now sends them one at a time (docs/apply.md)\n",
 				logging.OneLine(err.Error()))
 			r.dropConn()
 			c, err = r.try(ctx, sec, rows)

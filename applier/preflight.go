@@ -49,9 +49,9 @@ func preflight(ctx context.Context, q querier, sections []manifest.Section) erro
 	case 0:
 		return nil
 	case 1:
-		return fmt.Errorf("the database user lacks privileges apply needs (README: Privileges): %s", missing[0])
+		return fmt.Errorf("the database user lacks privileges apply needs (docs/security.md: privileges): %s", missing[0])
 	default:
-		return fmt.Errorf("the database user lacks privileges apply needs (README: Privileges): %s (and %d more refusals)", missing[0], len(missing)-1)
+		return fmt.Errorf("the database user lacks privileges apply needs (docs/security.md: privileges): %s (and %d more refusals)", missing[0], len(missing)-1)
 	}
 }
 

@@ -163,7 +163,7 @@ Try it (in another shell):
   prune-tokens apply --manifest plan.parquet --approve <the SHA-256 plan printed>
   mariadb -h%s -P%s -uroot %s     # or: mysql ...
 Stop with Ctrl-C: the data lives in memory only. Use one client at a time
-(go-mysql-server does not isolate concurrent writers; see README "Sandbox").
+(go-mysql-server does not isolate concurrent writers; see docs/sandbox.md).
 `, sb.DSN(name), cfg.Now, host, port, name)
 	select {
 	case <-c.Context.Done():

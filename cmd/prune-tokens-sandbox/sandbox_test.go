@@ -90,10 +90,10 @@ func TestSandboxServesTheSeededData(t *testing.T) {
 	}
 }
 
-// The README's "What differs from MySQL" list of rejected statements, as
-// measured: a go-mysql-server upgrade that changes one fails here, so the
-// README (and any fallback in the tools) is revisited.
-func TestSandboxRejectsWhatTheREADMESays(t *testing.T) {
+// The statements docs/sandbox.md ("What differs from MySQL") lists as
+// rejected, as measured: a go-mysql-server upgrade that changes one fails
+// here, so that page (and any fallback in the tools) is revisited.
+func TestSandboxRejectsWhatTheDocsSay(t *testing.T) {
 	d, _ := startSeeded(t)
 	db, ctx := d.SQL, context.Background()
 	conn, err := db.Conn(ctx)
@@ -124,7 +124,7 @@ func TestSandboxRejectsWhatTheREADMESays(t *testing.T) {
 		"EXPLAIN SELECT tokenId FROM sessionTokens WHERE tokenId = x'00'",
 	} {
 		if err := run(q); err == nil {
-			t.Errorf("the sandbox now accepts %q: update the README", q)
+			t.Errorf("the sandbox now accepts %q: update docs/sandbox.md", q)
 		}
 	}
 	for _, q := range []string{"START TRANSACTION WITH CONSISTENT SNAPSHOT", "ROLLBACK", "START TRANSACTION READ ONLY", "ROLLBACK"} {
@@ -140,7 +140,7 @@ func TestSandboxRejectsWhatTheREADMESays(t *testing.T) {
 		t.Errorf("guarded DELETE matching no row: %v", err)
 	}
 	if err := run(guarded, tok); err == nil {
-		t.Errorf("the sandbox now runs a DELETE with a correlated subquery: update the README")
+		t.Errorf("the sandbox now runs a DELETE with a correlated subquery: update docs/sandbox.md")
 	}
 	var n int64
 	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM sessionTokens WHERE tokenId = ?", tok).Scan(&n); err != nil || n != 1 {
