@@ -239,14 +239,16 @@ func (p *Proxy) decide(l *link, toServer bool, chunk []byte) (before, after bool
 
 func (p *Proxy) cut(l *link) {
 	l.once.Do(func() {
-		reset(l.client)
-		reset(l.server)
+		// Counted before the reset: a client that saw its connection die
+		// must see the cut in Cuts too.
 		p.mu.Lock()
 		if _, ok := p.conns[l]; ok {
 			delete(p.conns, l)
 			p.cuts++
 		}
 		p.mu.Unlock()
+		reset(l.client)
+		reset(l.server)
 	})
 }
 
