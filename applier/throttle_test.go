@@ -53,10 +53,13 @@ type background struct {
 	res  *Result
 	err  error
 	log  *syncBuf
+	// held is what holdsStill saw, by reason: the run, once ended, must
+	// report at least that much time held for it.
+	held map[string]time.Duration
 }
 
 func startBackground(o Options) *background {
-	b := &background{done: make(chan struct{}), log: &syncBuf{}}
+	b := &background{done: make(chan struct{}), log: &syncBuf{}, held: map[string]time.Duration{}}
 	o.Log = b.log
 	o.Logger = logging.New(b.log, logging.Text, logging.Options{})
 	o.Progress = ProgressLines
@@ -77,6 +80,13 @@ func (b *background) wait(t *testing.T) (*Result, error) {
 	case <-b.done:
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("apply still running after 3 minutes\n%s", b.log)
+	}
+	if b.err == nil {
+		for reason, d := range b.held {
+			if got := heldFor(b.res, reason); got < d {
+				t.Errorf("apply reports %s held for %q, less than the %s it deleted nothing: slow, not held (%v)", got, reason, d, b.res.Waited)
+			}
+		}
 	}
 	return b.res, b.err
 }
@@ -118,11 +128,13 @@ func rowsLeft(t *testing.T, db *dbtest.DB) int {
 }
 
 // holdsStill checks that apply deletes nothing for a while, and is still
-// running.
-func holdsStill(t *testing.T, b *background, db *dbtest.DB, d time.Duration) {
+// running. Deleting nothing could also mean a slow batch, so wait later
+// checks that the run reports at least d held for reason.
+func holdsStill(t *testing.T, b *background, db *dbtest.DB, reason string, d time.Duration) {
 	t.Helper()
 	before := rowsLeft(t, db)
 	time.Sleep(d)
+	b.held[reason] += d
 	if after := rowsLeft(t, db); after != before {
 		t.Fatalf("%d rows deleted while apply was held\n%s", before-after, b.log)
 	}
@@ -133,16 +145,39 @@ func holdsStill(t *testing.T, b *background, db *dbtest.DB, d time.Duration) {
 	}
 }
 
-// gateAt returns an OnBatch hook that, once done reaches n, runs f (in the
-// test goroutine) while apply waits between batches.
-func gateAt(n int64, f func()) func(int64) {
-	var once sync.Once
-	return func(done int64) {
-		if done >= n {
-			once.Do(f)
-		}
+// gate stops apply between batches once done reaches n, so that the test
+// goroutine (the only one that may call t.Fatal) can change the world
+// before apply goes on.
+type gate struct {
+	n               int64
+	reached, resume chan struct{}
+	once, released  sync.Once
+}
+
+func newGate(t *testing.T, n int64) *gate {
+	g := &gate{n: n, reached: make(chan struct{}), resume: make(chan struct{})}
+	t.Cleanup(g.release) // a failed test must not leave apply waiting
+	return g
+}
+
+// hook is apply's OnBatch.
+func (g *gate) hook(done int64) {
+	if done >= g.n {
+		g.once.Do(func() { close(g.reached); <-g.resume })
 	}
 }
+
+// await waits until apply stands at the gate.
+func (g *gate) await(t *testing.T, b *background) {
+	t.Helper()
+	select {
+	case <-g.reached:
+	case <-b.done:
+		t.Fatalf("apply ended (%v) before row %d\n%s", b.err, g.n, b.log)
+	}
+}
+
+func (g *gate) release() { g.released.Do(func() { close(g.resume) }) }
 
 // privateFxA creates an FxA database on a private server.
 func privateFxA(t *testing.T, srv *mariadbtest.Server, name string) *dbtest.DB {
@@ -201,12 +236,14 @@ func TestReplicaLagHoldsApply(t *testing.T) {
 		o := parse(t, db.DSN)
 		o.Manifest, o.BatchSize, o.Wait = path, 3, 20*time.Millisecond
 		o.Replicas, o.HeartbeatTable, o.MaxReplicaLag = []*mysql.Config{replicaCfg}, "fxa_lag.heartbeat", 400*time.Millisecond
-		stopped := make(chan struct{})
-		o.OnBatch = gateAt(9, func() { r.StopSQLThread(t); close(stopped) })
+		g := newGate(t, 9)
+		o.OnBatch = g.hook
 		b := startBackground(o)
-		<-stopped
+		g.await(t, b)
+		r.StopSQLThread(t)
+		g.release()
 		b.waitLog(t, "throttled", "replica lag", replicaCfg.Addr)
-		holdsStill(t, b, db, 1500*time.Millisecond)
+		holdsStill(t, b, db, "replica lag", 1500*time.Millisecond)
 		r.StartSQLThread(t)
 		res, err := b.wait(t)
 		if err != nil {
@@ -226,17 +263,19 @@ func TestReplicaLagHoldsApply(t *testing.T) {
 		o := parse(t, db.DSN)
 		o.Manifest, o.BatchSize, o.Wait = path, 3, 20*time.Millisecond
 		o.Replicas, o.MaxReplicaLag = []*mysql.Config{replicaCfg}, time.Second
-		hold := make(chan struct{})
-		o.OnBatch = gateAt(9, func() { r.StopReplication(t); close(hold) })
+		g := newGate(t, 9)
+		o.OnBatch = g.hook
 		b := startBackground(o)
-		<-hold
+		g.await(t, b)
+		r.StopReplication(t)
+		g.release()
 		b.waitLog(t, "throttled", "replication stopped")
-		holdsStill(t, b, db, time.Second)
+		holdsStill(t, b, db, "replication stopped", time.Second)
 		r.StartReplication(t)
 		b.waitLog(t, "running")
 		r.Kill(t)
 		b.waitLog(t, "throttled", "replica unreadable") // fail closed
-		holdsStill(t, b, db, time.Second)
+		holdsStill(t, b, db, "replica unreadable", time.Second)
 		r.Restart(t)
 		r.WaitRunning(t)
 		if _, err := b.wait(t); err != nil {
@@ -246,30 +285,53 @@ func TestReplicaLagHoldsApply(t *testing.T) {
 	})
 }
 
-func hasReason(res *Result, prefix string) bool {
+func hasReason(res *Result, prefix string) bool { return heldFor(res, prefix) > 0 }
+
+// heldFor is the time res reports held for reasons starting with prefix.
+func heldFor(res *Result, prefix string) time.Duration {
+	var sum time.Duration
 	for k, d := range res.Waited {
-		if strings.HasPrefix(k, prefix) && d > 0 {
-			return true
+		if strings.HasPrefix(k, prefix) {
+			sum += d
 		}
 	}
-	return false
+	return sum
 }
 
-// sleepers keeps n sessions running SELECT SLEEP(d) on db, raising
-// Threads_running, until they end.
-func sleepers(t *testing.T, db *sql.DB, n int, d time.Duration) (done <-chan struct{}) {
+// sleepers keeps n sessions running SELECT SLEEP on db, raising
+// Threads_running, until stop (or the test's end) kills their queries:
+// the load lasts as long as the test needs it, however slow the machine.
+func sleepers(t *testing.T, db *sql.DB, n int) (stop func()) {
 	t.Helper()
+	ctx := context.Background()
 	var wg sync.WaitGroup
-	for range n {
+	ids := make([]int64, n)
+	for i := range n {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&ids[i]); err != nil {
+			t.Fatal(err)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			db.Exec("SELECT SLEEP(?)", d.Seconds())
+			defer c.Close()
+			c.ExecContext(ctx, "SELECT SLEEP(3600)")
 		}()
 	}
-	ch := make(chan struct{})
-	go func() { wg.Wait(); close(ch) }()
-	return ch
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			for _, id := range ids {
+				db.Exec("KILL QUERY ?", id) // SLEEP returns 1 at once
+			}
+			wg.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // TestLoadHoldsOrStopsApply: on a private server, sessions running SELECT
@@ -289,16 +351,15 @@ func TestLoadHoldsOrStopsApply(t *testing.T) {
 		path, _ := f.Manifest(t, t.TempDir())
 		o := parse(t, db.DSN)
 		o.Manifest, o.BatchSize, o.Wait, o.MaxLoad = path, 3, 20*time.Millisecond, load
-		var busy <-chan struct{}
-		started := make(chan struct{})
-		sleeping := srv.Open(t, "")
-		sleeping.SetMaxOpenConns(20)
-		o.OnBatch = gateAt(9, func() { busy = sleepers(t, sleeping, 8, 3*time.Second); close(started) })
+		g := newGate(t, 9)
+		o.OnBatch = g.hook
 		b := startBackground(o)
-		<-started
+		g.await(t, b)
+		stop := sleepers(t, srv.Open(t, ""), 8)
+		g.release()
 		b.waitLog(t, "throttled", "Threads_running")
-		holdsStill(t, b, db, time.Second)
-		<-busy
+		holdsStill(t, b, db, "Threads_running", time.Second)
+		stop()
 		if _, err := b.wait(t); err != nil {
 			t.Fatalf("%v\n%s", err, b.log)
 		}
@@ -311,11 +372,12 @@ func TestLoadHoldsOrStopsApply(t *testing.T) {
 		path, _ := f.Manifest(t, t.TempDir())
 		o := parse(t, db.DSN)
 		o.Manifest, o.BatchSize, o.Wait, o.CriticalLoad = path, 3, 20*time.Millisecond, load
-		var busy <-chan struct{}
-		sleeping := srv.Open(t, "")
-		sleeping.SetMaxOpenConns(20)
-		o.OnBatch = gateAt(9, func() { busy = sleepers(t, sleeping, 8, 4*time.Second) })
+		g := newGate(t, 9)
+		o.OnBatch = g.hook
 		b := startBackground(o)
+		g.await(t, b)
+		stop := sleepers(t, srv.Open(t, ""), 8)
+		g.release()
 		res, err := b.wait(t)
 		if !errors.Is(err, throttle.ErrCriticalLoad) || IsInit(err) || !strings.Contains(err.Error(), "rerun the same command") {
 			t.Fatalf("err = %v, want a critical-load stop during the run\n%s", err, b.log)
@@ -323,7 +385,7 @@ func TestLoadHoldsOrStopsApply(t *testing.T) {
 		if res.Done < 9 || res.Complete {
 			t.Errorf("done %d, complete %v", res.Done, res.Complete)
 		}
-		<-busy
+		stop()
 		o.OnBatch = nil
 		if _, err := Run(context.Background(), o); err != nil {
 			t.Fatal(err)
@@ -364,7 +426,7 @@ func TestHistoryLengthHoldsApply(t *testing.T) {
 	o.Manifest, o.BatchSize, o.Wait, o.MaxHistoryLength = path, 1, 20*time.Millisecond, 20
 	b := startBackground(o)
 	b.waitLog(t, "throttled", "history length")
-	holdsStill(t, b, db, time.Second)
+	holdsStill(t, b, db, "history length", time.Second)
 	if _, err := holder.ExecContext(context.Background(), "COMMIT"); err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +551,7 @@ func TestRunControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitLog(t, "paused")
-	holdsStill(t, b, db, 600*time.Millisecond)
+	holdsStill(t, b, db, "paused", 600*time.Millisecond)
 	os.Remove(pause)
 	mu.Lock()
 	at := last
@@ -523,7 +585,7 @@ func TestRunControl(t *testing.T) {
 	if reply := socketCommand(t, sock, "pause"); !strings.HasPrefix(reply, "ok") {
 		t.Fatalf("pause: %q", reply)
 	}
-	holdsStill(t, b, db, 600*time.Millisecond)
+	holdsStill(t, b, db, "paused", 600*time.Millisecond)
 	if reply := socketCommand(t, sock, "resume"); !strings.HasPrefix(reply, "ok") {
 		t.Fatalf("resume: %q", reply)
 	}
