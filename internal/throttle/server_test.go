@@ -262,6 +262,13 @@ func TestReplicaLagSlaveStatus(t *testing.T) {
 	exec(t, pdb, "CREATE TABLE rt.t (id INT PRIMARY KEY, v INT NOT NULL)")
 	exec(t, pdb, "INSERT INTO rt.t VALUES (1, 0)")
 	r.WaitCaughtUp(t)
+	// The SQL thread is what waits for the row lock below: it must wait for
+	// as long as the test needs, not give up after the default 50 s (and
+	// then retry or stop, which a busy machine could reach). A thread reads
+	// the global value when it starts, so the SQL thread is restarted.
+	exec(t, rdb, "SET GLOBAL innodb_lock_wait_timeout = 3600")
+	r.StopSQLThread(t)
+	r.StartSQLThread(t)
 
 	thr := newThrottler(t, throttle.Config{Primary: pdb, Replicas: []throttle.Replica{{Name: "replica-1", DB: rdb}}})
 	needs, err := thr.Preflight(context.Background())
@@ -282,7 +289,6 @@ func TestReplicaLagSlaveStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lockConn.Close()
-	exec(t, lockConn, "SET SESSION innodb_lock_wait_timeout = 600")
 	exec(t, lockConn, "BEGIN")
 	exec(t, lockConn, "SELECT * FROM rt.t WHERE id = 1 FOR UPDATE")
 	exec(t, pdb, "UPDATE rt.t SET v = v + 1 WHERE id = 1")
@@ -497,6 +503,19 @@ func TestHistoryLength(t *testing.T) {
 	}
 	l.held(t, "snapshot still open")
 
+	// Hysteresis: with the limit raised just above the history (which the
+	// open snapshot keeps from shrinking), the history is under the limit
+	// but not under 80% of it, and Wait must go on holding.
+	h := thr.Status().HistoryLength
+	if _, err := thr.SetMaxHistoryLength(h + h/10); err != nil {
+		t.Fatal(err)
+	}
+	until(t, thr, "under the raised limit, over 80% of it", reasonWith("history length", "waiting for <"))
+	l.held(t, "history between 80% and 100% of the limit")
+	if _, err := thr.SetMaxHistoryLength(limit); err != nil {
+		t.Fatal(err)
+	}
+
 	exec(t, snap, "COMMIT")
 	l.passes(t, "snapshot released", 1)
 	if h := thr.Status().HistoryLength; h >= limit*8/10 {
@@ -542,61 +561,91 @@ func TestOneStatementPerSignalPerCheck(t *testing.T) {
 
 	// A Wait that finds the reading over three quarters of CacheFor old uses it
 	// and takes the next one in the background, which the Waits after it
-	// use without sending anything.
-	const cacheFor = time.Second
-	thr := newThrottler(t, throttle.Config{Primary: pdb, MaxLoad: load, CacheFor: cacheFor, Replicas: []throttle.Replica{{DB: rdb}}})
-	wait := func() {
+	// use without sending anything. The window between three quarters and
+	// all of CacheFor is short; on a busy machine the Wait can land past it,
+	// so the round is tried again until one lands inside.
+	const cacheFor = 2 * time.Second
+	wait := func(thr *throttle.Throttler) {
 		t.Helper()
 		if err := thr.Wait(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p0, r0 := count(pdb, "Com_show_status"), count(rdb, "Com_show_slave_status")
-	wait()
-	first := thr.Status().CheckedAt
-	time.Sleep(cacheFor * 4 / 5)
-	wait() // the first reading, still young enough; a refresh starts
-	if got := thr.Status().CheckedAt; !got.Equal(first) {
-		t.Fatalf("the Wait at 3/4 CacheFor decided on a reading of %s, want the first one's (%s)", got, first)
-	}
-	// Within CacheFor of the first reading, with no Wait asking, the
-	// replica sees a second SHOW REPLICA STATUS.
-	for count(rdb, "Com_show_slave_status")-r0 < 2 {
-		if time.Since(first) > cacheFor {
-			t.Fatal("no reading was taken in the background")
+	for try := 1; ; try++ {
+		thr := newThrottler(t, throttle.Config{Primary: pdb, MaxLoad: load, CacheFor: cacheFor, Replicas: []throttle.Replica{{DB: rdb}}})
+		p0, r0 := count(pdb, "Com_show_status"), count(rdb, "Com_show_slave_status")
+		wait(thr)
+		first := thr.Status().CheckedAt
+		for time.Since(first) <= cacheFor*3/4 {
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond) // the refreshed reading is stored after its last read
-	wait()
-	wait()
-	if got := thr.Status().CheckedAt; !got.After(first) {
-		t.Fatalf("the Waits after the refresh decided on the reading of %s, want a later one", got)
-	}
-	// Each count reads the primary's status once more.
-	if p, r := count(pdb, "Com_show_status")-p0-1, count(rdb, "Com_show_slave_status")-r0; p != 2 || r != 2 {
-		t.Fatalf("two readings (the first and the refresh) sent %d SHOW STATUS and %d SHOW REPLICA STATUS, want 2 and 2", p, r)
+		wait(thr) // the first reading, still young enough; a refresh starts
+		decided := thr.Status().CheckedAt
+		if time.Since(first) >= cacheFor {
+			if try == 5 {
+				t.Fatalf("five Waits meant for the last quarter of CacheFor came too late")
+			}
+			continue // too late to tell; the machine is busy
+		}
+		if !decided.Equal(first) {
+			t.Fatalf("the Wait at 3/4 CacheFor decided on a reading of %s, want the first one's (%s)", decided, first)
+		}
+		// The replica sees a second SHOW REPLICA STATUS, with no Wait asking.
+		deadline := time.Now().Add(patience)
+		for count(rdb, "Com_show_slave_status")-r0 < 2 {
+			if time.Now().After(deadline) {
+				t.Fatal("no reading was taken in the background")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// The refreshed reading is stored after its last read; the Waits
+		// then decide on it.
+		for wait(thr); !thr.Status().CheckedAt.After(first); wait(thr) {
+			if time.Now().After(deadline) {
+				t.Fatal("the Waits after the refresh never decided on a later reading")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		wait(thr)
+		if time.Since(thr.Status().CheckedAt) >= cacheFor*3/4 {
+			if try == 5 {
+				t.Fatalf("five rounds too slow to tell the refresh from a new reading")
+			}
+			continue
+		}
+		// Each count reads the primary's status once more.
+		if p, r := count(pdb, "Com_show_status")-p0-1, count(rdb, "Com_show_slave_status")-r0; p != 2 || r != 2 {
+			t.Fatalf("two readings (the first and the refresh) sent %d SHOW STATUS and %d SHOW REPLICA STATUS, want 2 and 2", p, r)
+		}
+		break
 	}
 
 	// A background reading stuck on a hung replica (up to ReadTimeout)
 	// does not keep a Wait from ending with its context (SIGINT, a stop
-	// request): the Wait returns the context's error at once.
-	thr = newThrottler(t, throttle.Config{Primary: pdb, MaxLoad: load, CacheFor: cacheFor, ReadTimeout: 30 * time.Second,
+	// request): the Wait returns the context's error at once. Waits go on
+	// passing on the cached reading until it is too old; the first one that
+	// needs the hung reading must end with its context.
+	thr := newThrottler(t, throttle.Config{Primary: pdb, MaxLoad: load, CacheFor: cacheFor, ReadTimeout: 30 * time.Second,
 		Replicas: []throttle.Replica{{DB: r.Open(t, "")}}})
-	wait()
+	wait(thr)
 	r.Freeze(t)
 	defer r.Thaw(t)
-	time.Sleep(cacheFor * 4 / 5)
-	wait()                            // starts the reading that hangs
-	time.Sleep(50 * time.Millisecond) // by now it holds the one check allowed at a time
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	began := time.Now()
-	if err := thr.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Wait while the background reading hangs = %v, want context.DeadlineExceeded", err)
-	}
-	if d := time.Since(began); d > 10*time.Second {
-		t.Fatalf("Wait took %s to end with its context, want about 200ms (the hung reading has 30s)", d)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		began := time.Now()
+		err := thr.Wait(ctx)
+		cancel()
+		if err == nil {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait while the background reading hangs = %v, want context.DeadlineExceeded", err)
+		}
+		if d := time.Since(began); d > 10*time.Second {
+			t.Fatalf("Wait took %s to end with its context, want about 200ms (the hung reading has 30s)", d)
+		}
+		break
 	}
 }
 
