@@ -157,13 +157,34 @@ func killOnCancel(ctx context.Context, db *sql.DB, connID int64) (stop func() (k
 			defer cancel()
 			// The id is the server's own integer; KILL takes no placeholder
 			// on every engine.
-			_, _ = db.ExecContext(kctx, fmt.Sprintf("KILL CONNECTION %d", connID))
+			if _, err := db.ExecContext(kctx, fmt.Sprintf("KILL CONNECTION %d", connID)); err == nil {
+				awaitGone(kctx, db, connID)
+			}
 			result <- true
 		}
 	}()
 	return func() bool {
 		close(done)
 		return <-result
+	}
+}
+
+// awaitGone waits until the killed connection has left the server's process
+// list. KILL only marks the thread; the thread notices at its next check (a
+// lock wait wakes, a scan reaches its next row), so without this wait plan
+// could return while its statement, and its snapshot, still run.
+func awaitGone(ctx context.Context, db *sql.DB, connID int64) {
+	for {
+		var n int
+		err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", connID).Scan(&n)
+		if err != nil || n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
