@@ -380,23 +380,25 @@ func TestApplySurvivesSIGKILL(t *testing.T) {
 	fr.Check(t)
 	want := ref.Checksums(t)
 
-	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	// A fixed seed: a failure replays with the same kill points.
+	rnd := rand.New(rand.NewPCG(seed, 1))
 	for round := range 3 {
 		db := dbtest.New(t)
 		f := appliertest.New(t, db, seed, sizes)
 		cp := filepath.Join(dir, "round"+string(rune('a'+round))+".checkpoint")
 		kills := 0
 		for range 3 {
+			before := db.Count(t, "sessionTokens")
 			c := startApply(t, db, path, "--checkpoint", cp, "--batchSize", "2", "--wait", "0")
-			delay := time.Duration(10+rnd.IntN(200)) * time.Millisecond
-			select {
-			case <-c.Done:
-				t.Logf("round %d: finished before the kill at %s (exit %d)", round, delay, c.Code)
-			case <-time.After(delay):
-				_ = c.Cmd.Process.Kill()
-				<-c.Done
+			// Kill only once this apply has committed a batch (a batch
+			// deletes sessionTokens rows), and at a different point each
+			// time: after 1 to 40 of its rows are gone.
+			target := 1 + rnd.IntN(40)
+			if killAfter(t, c, db, before, target) {
 				kills++
-				t.Logf("round %d: killed after %s; %d sessionTokens left", round, delay, db.Count(t, "sessionTokens"))
+				t.Logf("round %d: killed after %d rows were gone; %d sessionTokens left", round, before-db.Count(t, "sessionTokens"), db.Count(t, "sessionTokens"))
+			} else {
+				t.Logf("round %d: finished before %d rows were gone (exit %d)", round, target, c.Code)
 			}
 		}
 		if kills == 0 {
@@ -414,6 +416,25 @@ func TestApplySurvivesSIGKILL(t *testing.T) {
 		if !strings.Contains(out, "total") {
 			t.Errorf("round %d: no outcome table:\n%s", round, out)
 		}
+	}
+}
+
+// killAfter SIGKILLs c once at least n sessionTokens rows fewer than before
+// are in db, and says whether it did; false if c ended first.
+func killAfter(t *testing.T, c *clitest.Proc, db *dbtest.DB, before, n int) bool {
+	t.Helper()
+	for {
+		select {
+		case <-c.Done:
+			return false
+		default:
+		}
+		if before-db.Count(t, "sessionTokens") >= n {
+			_ = c.Cmd.Process.Kill()
+			<-c.Done
+			return true
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
