@@ -62,3 +62,27 @@ func Parse(s string) (time.Duration, error) {
 	}
 	return 0, fmt.Errorf("cannot read %q as a duration (examples: 30-days, \"10 days\", \"1 month\", 12h, 500ms, or a number of milliseconds)", s)
 }
+
+// Format writes d in the shortest form Parse reads back: whole days as
+// "7 days", then whole hours, minutes, seconds or milliseconds ("500ms"),
+// else Go's form. Flag defaults are written with it, so that the help shows
+// the same spelling an operator would type.
+func Format(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0"
+	case d%day == 0 && d/day == 1:
+		return "1 day"
+	case d%day == 0:
+		return strconv.FormatInt(int64(d/day), 10) + " days"
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	case d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	case d%time.Millisecond == 0:
+		return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
+	}
+	return d.String()
+}

@@ -25,3 +25,22 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatReadsBack(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0"}, {500 * time.Millisecond, "500ms"}, {time.Second, "1s"}, {90 * time.Minute, "90m"},
+		{12 * time.Hour, "12h"}, {24 * time.Hour, "1 day"}, {7 * 24 * time.Hour, "7 days"},
+		{1500 * time.Microsecond, "1.5ms"},
+	} {
+		got := Format(c.d)
+		if got != c.want {
+			t.Errorf("Format(%v) = %q, want %q", c.d, got, c.want)
+		}
+		if back, err := Parse(got); err != nil || back != c.d {
+			t.Errorf("Parse(Format(%v)) = %v, %v", c.d, back, err)
+		}
+	}
+}
