@@ -31,8 +31,12 @@ const (
 	statementSlack = 10 * time.Second
 )
 
-// Options configure one apply. The zero value of each optional field means its
-// default; Wait and MaxRuntime mean "none" at zero.
+// Options configure one apply. Zero means what the flag's 0 means: "none"
+// for every limit an operator can turn off (Wait, MaxRuntime,
+// MaxManifestAge, MaxHistoryLength, MaxBatchTime), and the default for the
+// sizes and timeouts that cannot be off (BatchSize, MaxReplicaLag, LockWait,
+// BatchTimeout, StatusEvery, Retry). The command line's defaults for the
+// first kind are the Default constants; Defaults returns them set.
 type Options struct {
 	DSN      *mysql.Config // parsed with dbconn.Parse
 	Manifest string        // the manifest file
@@ -73,8 +77,8 @@ type Options struct {
 	// Throttling (see package throttle): checked before every batch, with
 	// no transaction open. Replicas are watched for lag (worst counts;
 	// HeartbeatTable reads a pt-heartbeat table instead of SHOW REPLICA
-	// STATUS). Zero MaxReplicaLag, MaxHistoryLength and MaxBatchTime mean
-	// their defaults; throttle.Off turns the last two off.
+	// STATUS). MaxHistoryLength 0 does not check the history length;
+	// MaxBatchTime 0 keeps the batch size fixed.
 	Replicas         []*mysql.Config
 	MaxReplicaLag    time.Duration
 	HeartbeatTable   string
@@ -104,40 +108,66 @@ type Options struct {
 // CheckpointPath is where a manifest's checkpoint goes by default.
 func CheckpointPath(manifestPath string) string { return manifestPath + ".checkpoint" }
 
-// withDefaults checks the options and fills in defaults.
-func (o Options) withDefaults() (Options, error) {
-	// Each message names the option as the command line spells it.
+// Defaults returns Options with the command line's defaults of the limits
+// whose zero means "none": DefaultWait, DefaultMaxManifestAge, and the
+// throttle's history length and batch time.
+func Defaults() Options {
+	return Options{Wait: DefaultWait, MaxManifestAge: DefaultMaxManifestAge,
+		MaxHistoryLength: throttle.DefaultMaxHistoryLength, MaxBatchTime: throttle.DefaultMaxBatchTime}
+}
+
+// Validate checks the options; it is the one place they are checked, and
+// the command line calls it before it opens anything. Each message names
+// the option as the command line spells it.
+func (o Options) Validate() error {
 	switch {
 	case o.DSN == nil:
-		return o, errors.New("no database given (--dsn or PRUNE_TOKENS_DSN)")
+		return errors.New("no database given (--dsn or PRUNE_TOKENS_DSN)")
 	case o.Manifest == "":
-		return o, errors.New("no manifest given (--manifest FILE)")
+		return errors.New("no manifest given (--manifest FILE)")
 	case o.BatchSize < 0 || o.BatchSize > MaxBatchSize:
-		return o, fmt.Errorf("--batchSize %d is out of range (1..%d)", o.BatchSize, MaxBatchSize)
+		return fmt.Errorf("--batchSize %d is out of range: want a whole number from 1 to %d", o.BatchSize, MaxBatchSize)
 	case o.Wait < 0:
-		return o, fmt.Errorf("--wait %s is negative", o.Wait)
+		return fmt.Errorf("--wait %s is negative", o.Wait)
 	case o.MaxRuntime < 0:
-		return o, fmt.Errorf("--maxRuntime %s is negative", o.MaxRuntime)
+		return fmt.Errorf("--maxRuntime %s is negative", o.MaxRuntime)
 	case o.MaxManifestAge < 0:
-		return o, fmt.Errorf("--maxManifestAge %s is negative", o.MaxManifestAge)
-	case o.RedisOnly && o.Cache == nil:
-		return o, errors.New("a cache-only run needs the Redis session cache (--redis)")
-	case o.RedisOnly && o.DryRun:
-		return o, errors.New("a cache-only run deletes nothing from the database already; it takes no dry run")
+		return fmt.Errorf("--maxManifestAge %s is negative", o.MaxManifestAge)
 	case o.MaxReplicaLag < 0:
-		return o, fmt.Errorf("--maxReplicaLag %s is negative", o.MaxReplicaLag)
-	case o.MaxBatchTime < 0 && o.MaxBatchTime != throttle.Off:
-		return o, fmt.Errorf("--maxBatchTime %s is negative", o.MaxBatchTime)
-	case o.MaxHistoryLength < 0 && o.MaxHistoryLength != throttle.Off:
-		return o, fmt.Errorf("--maxHistoryLength %d is negative", o.MaxHistoryLength)
+		return fmt.Errorf("--maxReplicaLag %s is negative", o.MaxReplicaLag)
+	case o.MaxBatchTime < 0:
+		return fmt.Errorf("--maxBatchTime %s is negative", o.MaxBatchTime)
+	case o.MaxHistoryLength < 0:
+		return fmt.Errorf("--maxHistoryLength %d is negative", o.MaxHistoryLength)
+	case o.Checkpoint != "" && o.Checkpoint == o.Manifest:
+		return fmt.Errorf("--checkpoint and --manifest name the same file %q", o.Manifest)
+	case o.DryRun && (o.Checkpoint != "" || o.MaxRuntime > 0):
+		return errors.New("--dryRun writes no checkpoint and reads only: it takes neither --checkpoint nor --maxRuntime")
+	case o.RedisOnly && o.DryRun:
+		return errors.New("--redisOnly deletes nothing from the database already: it takes no --dryRun")
+	case o.RedisOnly && (o.Checkpoint != "" || o.MaxRuntime > 0):
+		return errors.New("--redisOnly keeps no checkpoint and is idempotent: it takes neither --checkpoint nor --maxRuntime")
+	case o.DryRun && o.Cache != nil:
+		return errors.New("--dryRun deletes nothing, so it cleans no cache: it takes no --redis")
 	}
 	if o.Approve != "" {
 		a := strings.ToLower(strings.TrimSpace(o.Approve))
 		if b, err := hex.DecodeString(a); err != nil || len(b) != 32 {
-			return o, fmt.Errorf("--approve %q is not a SHA-256 (64 hex digits, as plan prints it)", o.Approve)
+			return fmt.Errorf("--approve %q is not a SHA-256 (64 hex digits, as plan prints it)", o.Approve)
 		}
-		o.Approve = a
 	}
+	return nil
+}
+
+// withDefaults checks the options and fills in defaults.
+func (o Options) withDefaults() (Options, error) {
+	if err := o.Validate(); err != nil {
+		return o, err
+	}
+	if o.RedisOnly && o.Cache == nil {
+		return o, errors.New("--redisOnly cleans the Redis session cache: give --redis URL (or PRUNE_TOKENS_REDIS)")
+	}
+	o.Approve = strings.ToLower(strings.TrimSpace(o.Approve))
 	if o.BatchSize == 0 {
 		o.BatchSize = DefaultBatchSize
 	}

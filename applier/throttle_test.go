@@ -517,7 +517,7 @@ func TestRunControl(t *testing.T) {
 	defer os.RemoveAll(sock)
 	sock = filepath.Join(sock, "apply.sock")
 	o := options(t, db, path)
-	o.BatchSize, o.Wait, o.MaxBatchTime = 1, 30*time.Millisecond, throttle.Off
+	o.BatchSize, o.Wait, o.MaxBatchTime = 1, 30*time.Millisecond, 0
 	o.PauseFile, o.StopFile, o.ControlSocket = pause, stop, sock
 	var mu sync.Mutex
 	var steps []int64

@@ -53,18 +53,22 @@ func newGovernor(ctx context.Context, o Options, db *sql.DB, log func(string, ..
 		g.replicas = append(g.replicas, rdb)
 		reps = append(reps, throttle.Replica{Name: cfg.Addr, DB: rdb})
 	}
-	maxHistory := o.MaxHistoryLength
-	if maxHistory == 0 && !throttle.HasHistoryLength(ctx, db) {
-		// The default check on an engine without InnoDB's history list (the
-		// go-mysql-server sandbox) would hold apply for ever; one asked for
-		// with --maxHistoryLength is still refused there.
-		log("throttle: the server reports no InnoDB history list length; not checking it (the default)")
+	// The throttle reads zero as its default and Off as "none"; an
+	// operator's zero means none.
+	maxHistory, maxBatchTime := o.MaxHistoryLength, o.MaxBatchTime
+	if maxHistory == 0 {
 		maxHistory = throttle.Off
+	} else if !throttle.HasHistoryLength(ctx, db) {
+		// Holding for ever, or deleting unchecked, would both be wrong.
+		return nil, fmt.Errorf("--maxHistoryLength %d: the server reports no InnoDB history list length (Innodb_history_list_length, or information_schema.INNODB_METRICS, which needs GRANT PROCESS ON *.*); grant it, or pass --maxHistoryLength 0 to not check it", maxHistory)
+	}
+	if maxBatchTime == 0 {
+		maxBatchTime = throttle.Off
 	}
 	g.thr, err = throttle.New(throttle.Config{Primary: db, Replicas: reps,
 		MaxReplicaLag: o.MaxReplicaLag, HeartbeatTable: o.HeartbeatTable,
 		MaxLoad: o.MaxLoad, CriticalLoad: o.CriticalLoad, MaxHistoryLength: maxHistory,
-		BatchSize: o.BatchSize, BatchSizeCap: MaxBatchSize, MaxBatchTime: o.MaxBatchTime,
+		BatchSize: o.BatchSize, BatchSizeCap: MaxBatchSize, MaxBatchTime: maxBatchTime,
 		// A primary that cannot be read holds apply (fail closed), but no
 		// longer than a batch would retry a database it cannot reach.
 		PrimaryPatience: o.Retry.budget(),

@@ -59,18 +59,18 @@ func applyCommand() *cli.Command {
 			&cli.StringFlag{Name: afManifest, Usage: "manifest `FILE` written by plan"},
 			&cli.StringFlag{Name: afApprove, Usage: "the manifest file's approved `SHA256` as plan printed it; apply refuses a file that differs"},
 			&cli.StringFlag{Name: afBatchSize, Aliases: []string{afBatchSizeOld}, Value: strconv.Itoa(applier.DefaultBatchSize), Usage: "manifest rows per batch (one transaction, one table), `N` from 1 to " + strconv.Itoa(applier.MaxBatchSize)},
-			&cli.StringFlag{Name: afWait, Value: "500ms", Usage: "sleep `DURATION` between batches"},
+			&cli.StringFlag{Name: afWait, Value: duration.Format(applier.DefaultWait), Usage: "sleep `DURATION` between batches"},
 			&cli.StringFlag{Name: afCheckpoint, Usage: "checkpoint `FILE` (default: the manifest's name + .checkpoint)"},
 			&cli.StringFlag{Name: afMaxRuntime, Value: "0", Usage: "stop cleanly after `DURATION` (0 = no limit); rerun to continue"},
 			&cli.BoolFlag{Name: afDryRun, Usage: "verify, connect and report what would be deleted, already gone or skipped; delete nothing"},
-			&cli.StringFlag{Name: afMaxManifestAge, Value: "7 days", Usage: "refuse a manifest planned longer ago than `DURATION` (0 = no limit)"},
+			&cli.StringFlag{Name: afMaxManifestAge, Value: duration.Format(applier.DefaultMaxManifestAge), Usage: "refuse a manifest planned longer ago than `DURATION` (0 = no limit)"},
 			&cli.StringSliceFlag{Name: afReplica, EnvVars: []string{"PRUNE_TOKENS_REPLICAS"}, Usage: "watch the replica at `DSN` for lag (repeat the flag, or comma-separate in the environment); the worst counts"},
-			&cli.StringFlag{Name: afMaxReplicaLag, Value: "1s", Usage: "hold apply while a replica lags more than `DURATION`, or cannot be read"},
+			&cli.StringFlag{Name: afMaxReplicaLag, Value: duration.Format(throttle.DefaultMaxReplicaLag), Usage: "hold apply while a replica lags more than `DURATION`, or cannot be read"},
 			&cli.StringFlag{Name: afHeartbeat, Usage: "read lag from a pt-heartbeat `DB.TABLE` on each replica (sub-second) instead of SHOW REPLICA STATUS"},
 			&cli.StringSliceFlag{Name: afMaxLoad, Usage: "hold apply while a global status variable is above a limit: `VAR=N[,VAR=N]`, e.g. Threads_running=25"},
 			&cli.StringSliceFlag{Name: afCriticalLoad, Usage: "stop apply (exit 3, resumable) when a global status variable stays above a limit for a second: `VAR=N[,VAR=N]`"},
 			&cli.StringFlag{Name: afMaxHistory, Value: strconv.Itoa(throttle.DefaultMaxHistoryLength), Usage: "hold apply while InnoDB's history list length is above `N` (until below 80% of it); 0 = do not check"},
-			&cli.StringFlag{Name: afMaxBatchTime, Value: "500ms", Usage: "halve the batch size after a batch longer than `DURATION`, grow it back when well under; 0 = fixed batch size"},
+			&cli.StringFlag{Name: afMaxBatchTime, Value: duration.Format(throttle.DefaultMaxBatchTime), Usage: "halve the batch size after a batch longer than `DURATION`, grow it back when well under; 0 = fixed batch size"},
 			&cli.StringFlag{Name: afPauseFile, Usage: "hold apply while `FILE` exists"},
 			&cli.StringFlag{Name: afStopFile, Usage: "when `FILE` appears, finish the batch and stop cleanly (exit 0, rerun to continue)"},
 			&cli.StringFlag{Name: afControlSocket, Usage: "take commands on the unix socket `PATH` (mode 0600): status, pause, resume, stop, batch-size=N, wait=D, max-replica-lag=D, max-load=..."},
@@ -116,17 +116,8 @@ func parseThrottleArgs(c *cli.Context, o *applier.Options) error {
 	if o.MaxHistoryLength, err = strconv.ParseInt(v, 10, 64); err != nil || o.MaxHistoryLength < 0 {
 		return initErrorf("invalid --%s %q: want a whole number, 0 to not check", afMaxHistory, v)
 	}
-	switch {
-	case !c.IsSet(afMaxHistory):
-		o.MaxHistoryLength = 0 // the default, which an engine without it skips
-	case o.MaxHistoryLength == 0:
-		o.MaxHistoryLength = throttle.Off
-	}
 	if o.MaxBatchTime, err = duration.Parse(c.String(afMaxBatchTime)); err != nil {
 		return initErrorf("invalid --%s: %v", afMaxBatchTime, err)
-	}
-	if o.MaxBatchTime == 0 {
-		o.MaxBatchTime = throttle.Off
 	}
 	o.PauseFile, o.StopFile, o.ControlSocket = c.String(afPauseFile), c.String(afStopFile), c.String(afControlSocket)
 	files := map[string]string{}
@@ -163,7 +154,7 @@ func parseApplyArgs(c *cli.Context) (applier.Options, error) {
 	}
 	v := c.String(afBatchSize)
 	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n < 1 || n > applier.MaxBatchSize {
+	if err != nil || n < 1 {
 		return o, initErrorf("invalid --%s %q: want a whole number from 1 to %d", afBatchSize, v, applier.MaxBatchSize)
 	}
 	o.BatchSize = n
@@ -179,29 +170,24 @@ func parseApplyArgs(c *cli.Context) (applier.Options, error) {
 	if c.IsSet(afCheckpoint) && o.Checkpoint == "" {
 		return o, initErrorf("--checkpoint is empty")
 	}
-	if o.Checkpoint != "" && o.Checkpoint == o.Manifest {
-		return o, initErrorf("--checkpoint and --manifest name the same file %q", o.Manifest)
-	}
 	o.DryRun = c.Bool(afDryRun)
-	if o.DryRun && (c.IsSet(afCheckpoint) || c.IsSet(afMaxRuntime)) {
-		return o, initErrorf("--dryRun writes no checkpoint and reads only: it takes neither --checkpoint nor --maxRuntime")
-	}
 	if err := parseThrottleArgs(c, &o); err != nil {
 		return o, err
 	}
 	o.RedisOnly = c.Bool(afRedisOnly)
+	// The flags that open something come after Validate, which would
+	// otherwise not see them: say so here, in the same words.
 	switch {
 	case o.RedisOnly && c.String(afRedis) == "":
 		return o, initErrorf("--redisOnly cleans the Redis session cache: give --redis URL (or PRUNE_TOKENS_REDIS)")
-	case o.RedisOnly && o.DryRun:
-		return o, initErrorf("--redisOnly deletes nothing from the database already: it takes no --dryRun")
-	case o.RedisOnly && (c.IsSet(afCheckpoint) || c.IsSet(afMaxRuntime)):
-		return o, initErrorf("--redisOnly keeps no checkpoint and is idempotent: it takes neither --checkpoint nor --maxRuntime")
 	case o.DryRun && c.String(afRedis) != "":
 		return o, initErrorf("--dryRun deletes nothing, so it cleans no cache: it takes no --redis")
 	}
 	if r := c.String(afReport); c.IsSet(afReport) && (r == "" || r == o.Manifest || r == o.Checkpoint) {
 		return o, initErrorf("--report %q: give a file of its own", r)
+	}
+	if err := o.Validate(); err != nil {
+		return o, initError(err)
 	}
 	return o, nil
 }
