@@ -11,6 +11,7 @@ import (
 	"log"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,6 +101,14 @@ func Target(cfg *mysql.Config) string {
 // Server is what a manifest records about the server it was planned on and
 // what apply compares it with; manifest.Source has the same fields, so the
 // callers convert it without this package knowing the manifest.
+// SandboxVersionSuffix ends the VERSION() of the prune-tokens sandbox
+// (go-mysql-server, in memory), so the tools can say plainly what that
+// server lacks instead of failing on it.
+const SandboxVersionSuffix = "-prune-tokens-sandbox"
+
+// IsSandbox says whether the server is the prune-tokens sandbox.
+func (s Server) IsSandbox() bool { return strings.HasSuffix(s.ServerVersion, SandboxVersionSuffix) }
+
 type Server struct {
 	Host          string
 	Port          int

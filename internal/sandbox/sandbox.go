@@ -23,12 +23,13 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/sirupsen/logrus"
 
+	"prune-tokens/internal/dbconn"
 	"prune-tokens/internal/schema"
 )
 
 // ServerVersion is what VERSION() answers, so a manifest planned on the
 // sandbox says where it came from.
-const ServerVersion = "8.0.31-prune-tokens-sandbox"
+const ServerVersion = "8.0.31" + dbconn.SandboxVersionSuffix
 
 // Server is an in-memory, MySQL-compatible server in this process.
 type Server struct {
