@@ -36,7 +36,7 @@ const (
 // MaxManifestAge, MaxHistoryLength, MaxBatchTime), and the default for the
 // sizes and timeouts that cannot be off (BatchSize, MaxReplicaLag, LockWait,
 // BatchTimeout, StatusEvery, Retry). The command line's defaults for the
-// first kind are the Default constants; Defaults returns them set.
+// first kind are DefaultWait, DefaultMaxManifestAge and the throttle's.
 type Options struct {
 	DSN      *mysql.Config // parsed with dbconn.Parse
 	Manifest string        // the manifest file
@@ -107,14 +107,6 @@ type Options struct {
 
 // CheckpointPath is where a manifest's checkpoint goes by default.
 func CheckpointPath(manifestPath string) string { return manifestPath + ".checkpoint" }
-
-// Defaults returns Options with the command line's defaults of the limits
-// whose zero means "none": DefaultWait, DefaultMaxManifestAge, and the
-// throttle's history length and batch time.
-func Defaults() Options {
-	return Options{Wait: DefaultWait, MaxManifestAge: DefaultMaxManifestAge,
-		MaxHistoryLength: throttle.DefaultMaxHistoryLength, MaxBatchTime: throttle.DefaultMaxBatchTime}
-}
 
 // Validate checks the options; it is the one place they are checked, and
 // the command line calls it before it opens anything. Each message names

@@ -396,7 +396,8 @@ func TestApplySurvivesSIGKILL(t *testing.T) {
 			target := 1 + rnd.IntN(40)
 			if killAfter(t, c, db, before, target) {
 				kills++
-				t.Logf("round %d: killed after %d rows were gone; %d sessionTokens left", round, before-db.Count(t, "sessionTokens"), db.Count(t, "sessionTokens"))
+				left := db.Count(t, "sessionTokens")
+				t.Logf("round %d: killed after %d rows were gone; %d sessionTokens left", round, before-left, left)
 			} else {
 				t.Logf("round %d: finished before %d rows were gone (exit %d)", round, target, c.Code)
 			}

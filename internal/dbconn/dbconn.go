@@ -98,9 +98,6 @@ func Target(cfg *mysql.Config) string {
 	return cfg.Addr + "/" + cfg.DBName
 }
 
-// Server is what a manifest records about the server it was planned on and
-// what apply compares it with; manifest.Source has the same fields, so the
-// callers convert it without this package knowing the manifest.
 // SandboxVersionSuffix ends the VERSION() of the prune-tokens sandbox
 // (go-mysql-server, in memory), so the tools can say plainly what that
 // server lacks instead of failing on it.
@@ -109,6 +106,9 @@ const SandboxVersionSuffix = "-prune-tokens-sandbox"
 // IsSandbox says whether the server is the prune-tokens sandbox.
 func (s Server) IsSandbox() bool { return strings.HasSuffix(s.ServerVersion, SandboxVersionSuffix) }
 
+// Server is what a manifest records about the server it was planned on and
+// what apply compares it with; manifest.Source has the same fields, so the
+// callers convert it without this package knowing the manifest.
 type Server struct {
 	Host          string
 	Port          int
