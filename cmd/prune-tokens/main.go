@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"prune-tokens/internal/logging"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -31,7 +33,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := app.RunContext(ctx, args)
 	code := exitCode(err)
 	if err != nil {
-		printError(stderr, logFormatOf(args), err, code)
+		printError(stderr, logFormatOf(args), appSecrets(app), err, code)
 	}
 	return code
 }
@@ -53,6 +55,7 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler:  func(*cli.Context, error) {},
 		OnUsageError:    usageError,
 		HideHelpCommand: true,
+		Metadata:        map[string]any{metaSecrets: &logging.Secrets{}},
 		Commands:        []*cli.Command{planCommand(), inspectCommand(), applyCommand()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

@@ -45,7 +45,7 @@ func newObserver(c *cli.Context) (*observer, error) {
 	if err != nil {
 		return nil, initError(err)
 	}
-	ob := &observer{format: f, secrets: &logging.Secrets{}, sink: metrics.Nop{}}
+	ob := &observer{format: f, secrets: appSecrets(c.App), sink: metrics.Nop{}}
 	ob.log = logging.New(c.App.ErrWriter, f, logging.Options{Secrets: ob.secrets})
 	if c.IsSet(flagStatsD) || c.String(flagStatsD) != "" {
 		if ob.sink, err = metrics.New(metrics.Config{Addr: strings.TrimSpace(c.String(flagStatsD)), Prefix: c.String(flagStatsDPrefix)}); err != nil {
@@ -53,6 +53,18 @@ func newObserver(c *cli.Context) (*observer, error) {
 		}
 	}
 	return ob, nil
+}
+
+// metaSecrets is the app's Metadata key of the secrets its commands
+// register, so that Main's last line is redacted like the log lines.
+const metaSecrets = "secrets"
+
+// appSecrets returns the secrets of app, made by NewApp.
+func appSecrets(app *cli.App) *logging.Secrets {
+	if s, ok := app.Metadata[metaSecrets].(*logging.Secrets); ok {
+		return s
+	}
+	return &logging.Secrets{}
 }
 
 // close sends what metrics are queued.
@@ -86,11 +98,13 @@ func logFormatOf(args []string) logging.Format {
 
 // printError writes the error that ends a command: one line on stderr,
 // "prune-tokens: ..." as plain text, or one JSON object with level ERROR.
-func printError(stderr io.Writer, f logging.Format, err error, code int) {
-	line := logging.OneLine(err.Error())
+// Like every other line, it goes through the secrets the command registered:
+// an error can quote a password a driver or server echoed back.
+func printError(stderr io.Writer, f logging.Format, secrets *logging.Secrets, err error, code int) {
+	line := logging.OneLine(secrets.Redact(err.Error()))
 	msg := "prune-tokens: " + line
 	if f == logging.JSON {
-		logging.New(stderr, f, logging.Options{}).Error(msg, logging.KeyError, line, "exit_code", code)
+		logging.New(stderr, f, logging.Options{Secrets: secrets}).Error(msg, logging.KeyError, line, "exit_code", code)
 		return
 	}
 	io.WriteString(stderr, msg+"\n")

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"prune-tokens/internal/logging"
 	"prune-tokens/internal/test/appliertest"
 	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/manifest"
@@ -315,4 +316,24 @@ func TestApplyReport(t *testing.T) {
 		t.Errorf("complete report: planned %d deleted %d of %d, waited %v", planned, deleted, len(f.Rows), r.Throttled)
 	}
 	f.Check(t)
+}
+
+// TestFinalErrorLineRedacted: the line that ends a failed command masks a
+// registered password even where it is not DSN-shaped (a server or driver
+// can quote it back), in text and in JSON.
+func TestFinalErrorLineRedacted(t *testing.T) {
+	const password = "Tr0ub4dor-and-3"
+	secrets := &logging.Secrets{}
+	secrets.Add(password)
+	err := initErrorf("connect: server said: bad value %q for option", password)
+	for _, f := range []logging.Format{logging.Text, logging.JSON} {
+		var out strings.Builder
+		printError(&out, f, secrets, err, exitCode(err))
+		if strings.Contains(out.String(), password) {
+			t.Errorf("%s: password in the final line: %q", f, out.String())
+		}
+		if !strings.Contains(out.String(), "bad value") || !strings.Contains(out.String(), "xxxxx") {
+			t.Errorf("%s: final line lost its message or mask: %q", f, out.String())
+		}
+	}
 }

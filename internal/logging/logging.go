@@ -101,6 +101,10 @@ func Redact(s string) string {
 	return urlPassword.ReplaceAllString(s, "${1}:"+mask+"@")
 }
 
+// Redact masks the registered secrets and the passwords of DSN- and
+// URL-shaped parts of x; a nil Secrets masks only the latter.
+func (s *Secrets) Redact(x string) string { return s.redact(x) }
+
 func (s *Secrets) redact(x string) string {
 	if s != nil {
 		if r := s.rep.Load(); r != nil {
