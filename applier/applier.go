@@ -114,7 +114,7 @@ func (r *Result) fill(m *manifest.Meta, st *State) {
 	r.Total, r.Done = st.Total, st.Next
 	r.Complete = st.Complete()
 	r.Sections = r.Sections[:0]
-	for i, sec := range manifest.Sections {
+	for i, sec := range manifest.Sections() {
 		if n := m.Count(sec); n > 0 {
 			r.Sections = append(r.Sections, SectionResult{Section: sec, Planned: n, Counts: st.Sections[i]})
 		}
@@ -252,7 +252,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return res, nil
 	}
 	var remaining []manifest.Section
-	for i, sec := range manifest.Sections {
+	for i, sec := range manifest.Sections() {
 		if st.Sections[i].Processed() < meta.Count(sec) {
 			remaining = append(remaining, sec)
 		}

@@ -36,7 +36,7 @@ const (
 	headerSize     = 8 + 8 + sha256.Size + sha256.Size + 8 + 8 + 8
 	countsPerSec   = 5 // Deleted, Gone, Skipped, Unverified, Devices
 	sectionSize    = countsPerSec * 8
-	maxSections    = (sumOffset - headerSize) / sectionSize // 9; manifest.Sections has 7
+	maxSections    = (sumOffset - headerSize) / sectionSize // 9; manifest.Sections() has 7
 	countOffset    = headerSize - 8                         // the section count
 )
 
@@ -66,7 +66,7 @@ func (s *State) Complete() bool { return s.Next >= s.Total }
 
 func newState(m *manifest.Meta, fileSHA string) *State {
 	return &State{RowsSHA256: m.RowsSHA256, FileSHA256: fileSHA, Total: m.RowCount,
-		Sections: make([]Counts, len(manifest.Sections))}
+		Sections: make([]Counts, len(manifest.Sections()))}
 }
 
 // encodeSlot lays out one slot: magic, seq, digests, totals, per-section
@@ -196,9 +196,9 @@ func openCheckpoint(path string, m *manifest.Meta, fileSHA string) (cp *Checkpoi
 		return nil, false, fmt.Errorf("checkpoint %s belongs to another manifest (file sha256 %s, %d rows), not this one (sha256 %s, %d rows); pass --checkpoint with a new path, or remove it if that manifest is finished with",
 			path, st.FileSHA256, st.Total, fileSHA, m.RowCount)
 	}
-	if len(st.Sections) != len(manifest.Sections) {
+	if len(st.Sections) != len(manifest.Sections()) {
 		f.Close()
-		return nil, false, fmt.Errorf("checkpoint %s has %d sections, this build knows %d", path, len(st.Sections), len(manifest.Sections))
+		return nil, false, fmt.Errorf("checkpoint %s has %d sections, this build knows %d", path, len(st.Sections), len(manifest.Sections()))
 	}
 	return &Checkpoint{path: path, f: f, lock: lf, seq: seq, buf: make([]byte, slotSize), State: st}, true, nil
 }

@@ -125,8 +125,8 @@ func TestCheckpointSlotHoldsWhatFits(t *testing.T) {
 	if headerSize+maxSections*sectionSize > sumOffset || headerSize+(maxSections+1)*sectionSize <= sumOffset {
 		t.Fatalf("maxSections %d does not match the layout (header %d, %d bytes a section, checksum at %d)", maxSections, headerSize, sectionSize, sumOffset)
 	}
-	if maxSections < len(manifest.Sections) {
-		t.Fatalf("a slot holds %d sections, the manifest has %d", maxSections, len(manifest.Sections))
+	if maxSections < len(manifest.Sections()) {
+		t.Fatalf("a slot holds %d sections, the manifest has %d", maxSections, len(manifest.Sections()))
 	}
 	m, sha := testMeta()
 	st := newState(m, sha)

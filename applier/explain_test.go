@@ -67,7 +67,7 @@ func TestStatementPlans(t *testing.T) {
 			uid := sha256.Sum256([]byte(strconv.Itoa((i + 1) % 30000)))
 			rows[i] = manifest.Row{ID: id[:], UID: uid[:16], CreatedAt: int64(i + 1)}
 		}
-		for _, sec := range manifest.Sections {
+		for _, sec := range manifest.Sections() {
 			for i := range rows {
 				rows[i].Stage, rows[i].Table = sec.Stage, sec.Table
 			}

@@ -114,10 +114,10 @@ func decodeRows(data []byte) []Row {
 	var rows []Row
 	for ; len(data) >= 4; data = data[4:] {
 		var sec Section
-		if i := int(data[0]) % (len(Sections) + len(extra)); i < len(Sections) {
-			sec = Sections[i]
+		if i := int(data[0]) % (len(sections) + len(extra)); i < len(sections) {
+			sec = sections[i]
 		} else {
-			sec = extra[i-len(Sections)]
+			sec = extra[i-len(sections)]
 		}
 		idLen, uidLen := IDLen, UIDLen
 		if data[1]&0xf0 == 0xf0 {

@@ -21,7 +21,7 @@ func sampleRows() []Row {
 			rows = append(rows, Row{StageMaxSessions, TableSessionTokens, id(byte(i+1)|u<<4, 32), id(u, 16), 1000 + int64(i)})
 		}
 	}
-	for _, s := range Sections[1:] {
+	for _, s := range sections[1:] {
 		for i := 0; i < 4; i++ {
 			rows = append(rows, Row{s.Stage, s.Table, id(byte(0xa0+i), 32), id(byte(i), 16), 500 + int64(i/2)})
 		}
@@ -170,5 +170,15 @@ func TestOpenRefusesBrokenFiles(t *testing.T) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
 		})
+	}
+}
+
+// TestSectionsIsACopy: the allow-list of what apply may delete cannot be
+// widened by a caller that edits what Sections returns.
+func TestSectionsIsACopy(t *testing.T) {
+	s := Sections()
+	s[0] = Section{"any-stage", "accounts"}
+	if SectionIndex("any-stage", "accounts") != -1 || Sections()[0] == s[0] {
+		t.Fatal("editing the result of Sections changed the allow-list")
 	}
 }

@@ -317,7 +317,7 @@ func (it *Iter) decode(pr parquet.Row) (Row, bool, error) {
 // allow-list) equal to b, without allocating, or a copy of b (a value
 // Validate then refuses).
 func intern(b []byte, field func(Section) string) string {
-	for _, s := range Sections {
+	for _, s := range sections {
 		if n := field(s); string(b) == n {
 			return n
 		}

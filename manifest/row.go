@@ -6,6 +6,7 @@ package manifest
 import (
 	"bytes"
 	"fmt"
+	"slices"
 )
 
 // Stages, in the order they appear in a manifest.
@@ -34,8 +35,9 @@ type Section struct {
 
 func (s Section) String() string { return s.Stage + "/" + s.Table }
 
-// Sections is the allow-list of (stage, table) pairs, in manifest order.
-var Sections = []Section{
+// sections is the allow-list of (stage, table) pairs, in manifest order. It
+// decides what apply may delete, so no other package can change it.
+var sections = []Section{
 	{StageMaxSessions, TableSessionTokens},
 	{StageTokenAge, TableAccountResetTokens},
 	{StageTokenAge, TablePasswordForgotTokens},
@@ -45,10 +47,14 @@ var Sections = []Section{
 	{StageCodeAge, TableSigninCodes},
 }
 
+// Sections returns a copy of the allow-list of (stage, table) pairs, in
+// manifest order.
+func Sections() []Section { return slices.Clone(sections) }
+
 // SectionIndex returns the position of (stage, table) in Sections, or -1 when
 // the pair is not allowed.
 func SectionIndex(stage, table string) int {
-	for i, s := range Sections {
+	for i, s := range sections {
 		if s.Stage == stage && s.Table == table {
 			return i
 		}

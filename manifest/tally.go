@@ -27,7 +27,7 @@ type tally struct {
 	rows    int64
 
 	sections []SectionStats
-	cur      int // index into Sections of the current section, -1 before the first row
+	cur      int // index into sections of the current section, -1 before the first row
 	accounts map[[UIDLen]byte]struct{}
 	sketch   *hyperloglog.Sketch
 	prev     Row
@@ -63,7 +63,7 @@ func (t *tally) add(r Row) error {
 	idx := SectionIndex(r.Stage, r.Table)
 	switch {
 	case idx < t.cur:
-		return fmt.Errorf("row %d: %s after %s: sections out of order", t.rows, r.Section(), Sections[t.cur])
+		return fmt.Errorf("row %d: %s after %s: sections out of order", t.rows, r.Section(), sections[t.cur])
 	case idx > t.cur:
 		if err := t.finishSection(); err != nil {
 			return err

@@ -203,7 +203,7 @@ func TestNeverFails(t *testing.T) {
 
 // Every table a manifest can list has the old tool's spelling.
 func TestEveryManifestTableHasAName(t *testing.T) {
-	for _, sec := range manifest.Sections {
+	for _, sec := range manifest.Sections() {
 		if _, ok := tableNames[sec.Table]; !ok {
 			t.Errorf("no metric name for table %s", sec.Table)
 		}

@@ -75,7 +75,7 @@ type sectionRow struct {
 func sectionRows(m *manifest.Meta) []sectionRow {
 	on := stagesOn(m)
 	var out []sectionRow
-	for _, sec := range manifest.Sections {
+	for _, sec := range manifest.Sections() {
 		var found *manifest.SectionStats
 		for i := range m.Stats {
 			if m.Stats[i].Stage == sec.Stage && m.Stats[i].Table == sec.Table {
