@@ -142,14 +142,6 @@ type run struct {
 	ranges *rangeCount
 }
 
-// testForceLocked, set by a test, makes apply use the portable path
-// (deleteBatch) as on a server that refuses the fast path's statements.
-var testForceLocked bool
-
-// testNoRangeCount, set by a test, makes every token-age session batch read
-// its rows first, as in a sparse manifest (rangeCount).
-var testNoRangeCount bool
-
 // errOutOfTime says MaxRuntime passed while waiting for the named lock.
 var errOutOfTime = errors.New("max runtime reached")
 
@@ -275,7 +267,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if o.DryRun {
 		verb = "dry run"
 	}
-	r := &run{o: o, db: db, res: res, cp: cp, start: time.Now(), fast: !testForceLocked,
+	r := &run{o: o, db: db, res: res, cp: cp, start: time.Now(), fast: o.force != pathPortable,
 		prog: newProgress(o.Logger, o.Log, o.Progress, o.StatusEvery, verb, st.Next, st.Total)}
 	if server.IsSandbox() && r.fast && !o.DryRun {
 		// go-mysql-server refuses the fast path's statements (several in
@@ -293,7 +285,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		rctx, cancel := context.WithTimeout(ctx, cfg.Timeout+statementSlack)
 		r.ranges = newRangeCount(rctx, db)
 		cancel()
-		if testNoRangeCount {
+		if o.force == pathReadFirst {
 			r.ranges.off = true
 		}
 		r.prog.extra = r.gov.statusParts

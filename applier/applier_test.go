@@ -44,27 +44,23 @@ func section(res *Result, stage, table string) SectionResult {
 // token-age session keeps it, rows deleted by someone else count as already
 // gone, a row changed since the plan is skipped, and rows that qualify now
 // but were not planned stay.
-func TestApplyDeletesExactlyTheManifest(t *testing.T) { applyExactly(t) }
+func TestApplyDeletesExactlyTheManifest(t *testing.T) { applyExactly(t, pathChosen) }
 
 // TestLockedPathDeletesExactlyTheManifest is the same with each batch's
 // rows read and locked first, as on a server that refuses the guarded
 // DELETE: both paths keep the same rules.
 func TestLockedPathDeletesExactlyTheManifest(t *testing.T) {
-	testForceLocked = true
-	defer func() { testForceLocked = false }()
-	applyExactly(t)
+	applyExactly(t, pathPortable)
 }
 
 // TestReadFirstPathDeletesExactlyTheManifest is the same with token-age
 // sessions read first, as in a sparse manifest, where a batch does not
 // count its range of unverifiedTokens keys.
 func TestReadFirstPathDeletesExactlyTheManifest(t *testing.T) {
-	testNoRangeCount = true
-	defer func() { testNoRangeCount = false }()
-	applyExactly(t)
+	applyExactly(t, pathReadFirst)
 }
 
-func applyExactly(t *testing.T) {
+func applyExactly(t *testing.T, force forcedPath) {
 	db := dbtest.New(t)
 	f := appliertest.New(t, db, 1, appliertest.Small)
 	path, sum := f.Manifest(t, t.TempDir())
@@ -101,6 +97,7 @@ func applyExactly(t *testing.T) {
 
 	var out bytes.Buffer
 	o := options(t, db, path)
+	o.force = force
 	o.Approve = strings.ToUpper(sum)
 	o.Out = &out
 	res, err := Run(context.Background(), o)

@@ -23,16 +23,15 @@ import (
 // and devices rows exactly when it deleted the session; its counts must
 // match what happened.
 func TestGuardsHoldUnderConcurrentChanges(t *testing.T) {
-	for _, path := range []string{"guarded", "read first", "locked"} {
-		t.Run(path, func(t *testing.T) {
-			testForceLocked, testNoRangeCount = path == "locked", path == "read first"
-			defer func() { testForceLocked, testNoRangeCount = false, false }()
-			guardsUnderChanges(t)
-		})
+	for _, c := range []struct {
+		name  string
+		force forcedPath
+	}{{"guarded", pathChosen}, {"read first", pathReadFirst}, {"locked", pathPortable}} {
+		t.Run(c.name, func(t *testing.T) { guardsUnderChanges(t, c.force) })
 	}
 }
 
-func guardsUnderChanges(t *testing.T) {
+func guardsUnderChanges(t *testing.T, force forcedPath) {
 	db := dbtest.New(t)
 	f := appliertest.New(t, db, 21, appliertest.Sizes{MaxSessionAccounts: 3, SessionsPerAccount: 30, TokenAgeSessions: 240, OtherTokens: 40})
 	path, _ := f.Manifest(t, t.TempDir())
@@ -93,6 +92,7 @@ func guardsUnderChanges(t *testing.T) {
 		}
 	}()
 	o := options(t, db, path)
+	o.force = force
 	o.BatchSize = 5
 	o.Wait = time.Millisecond
 	res, err := Run(ctx, o)

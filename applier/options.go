@@ -103,7 +103,21 @@ type Options struct {
 	// number of manifest rows done. For tests and benchmarks.
 	OnBatch func(done int64)
 	Now     func() time.Time // for the manifest age check; nil = time.Now
+
+	// force makes apply take one deletion path whatever the server offers;
+	// set only by this package's tests, so each path is tested on a server
+	// that would choose another.
+	force forcedPath
 }
+
+// forcedPath names a deletion path a test forces.
+type forcedPath int
+
+const (
+	pathChosen    forcedPath = iota // as the server and manifest decide
+	pathPortable                    // deleteBatch, as on a server that refuses the fast path's statements
+	pathReadFirst                   // token-age session batches read their rows first, as in a sparse manifest (rangeCount)
+)
 
 // CheckpointPath is where a manifest's checkpoint goes by default.
 func CheckpointPath(manifestPath string) string { return manifestPath + ".checkpoint" }

@@ -33,6 +33,10 @@ type Options struct {
 	// Observer, when set, hears of the search for large accounts (the old
 	// tool's find-large-accounts metrics).
 	Observer Observer
+
+	// afterStage, set by this package's tests, runs after each stage, so
+	// a test can change the database between stages.
+	afterStage func(stage string)
 }
 
 // Observer hears of planning events.
@@ -263,17 +267,14 @@ type position struct {
 	key       []byte
 }
 
-// testHookAfterStage, when set by a test, runs after each stage.
-var testHookAfterStage func(stage string)
-
 func (p *planner) run() error {
 	if p.opts.MaxSessions > 0 {
 		if err := p.maxSessions(); err != nil {
 			return fmt.Errorf("max-sessions: %w", err)
 		}
 	}
-	if testHookAfterStage != nil {
-		testHookAfterStage(manifest.StageMaxSessions)
+	if p.opts.afterStage != nil {
+		p.opts.afterStage(manifest.StageMaxSessions)
 	}
 	if p.res.TokenCutoff != 0 {
 		if err := p.tokenAge(); err != nil {

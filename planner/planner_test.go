@@ -345,17 +345,16 @@ func TestStagesShareOneSnapshot(t *testing.T) {
 		f.session(100+i, 1, int64(10+i))
 	}
 	f.insert(t, db)
-	testHookAfterStage = func(stage string) {
+	o := Options{Now: now, MaxTokenAge: time.Hour, MaxCodeAge: time.Hour, MaxSessions: 2, MaxSessionsMaxAccounts: 10, MaxSessionsMaxDeletions: 10}
+	withLate := o
+	withLate.afterStage = func(stage string) {
 		late := newFixture()
 		late.session(900, 9, 1)
 		late.token(manifest.TableAccountResetTokens, 901, 9, 1)
 		late.signin = append(late.signin, row{id32(902), uid16(9), 1})
 		late.insert(t, db)
 	}
-	defer func() { testHookAfterStage = nil }()
-
-	o := Options{Now: now, MaxTokenAge: time.Hour, MaxCodeAge: time.Hour, MaxSessions: 2, MaxSessionsMaxAccounts: 10, MaxSessionsMaxDeletions: 10}
-	p := runPlan(t, db, o)
+	p := runPlan(t, db, withLate)
 	exp, _ := f.expect(o) // the model without the late rows
 	sameRows(t, p.rows, exp)
 	if db.Count(t, "sessionTokens") != 4 {
@@ -371,14 +370,13 @@ func TestCancelStopsPlan(t *testing.T) {
 	}
 	f.insert(t, db)
 	ctx, cancel := context.WithCancel(context.Background())
-	testHookAfterStage = func(string) { cancel() }
-	defer func() { testHookAfterStage = nil }()
 	w, err := manifest.Create(filepath.Join(t.TempDir(), "p.parquet"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Abort()
-	_, err = Plan(ctx, db.SQL, Options{Now: now, MaxTokenAge: time.Hour, MaxSessions: 1, MaxSessionsMaxAccounts: 5, MaxSessionsMaxDeletions: 5}, w)
+	_, err = Plan(ctx, db.SQL, Options{Now: now, MaxTokenAge: time.Hour, MaxSessions: 1, MaxSessionsMaxAccounts: 5, MaxSessionsMaxDeletions: 5,
+		afterStage: func(string) { cancel() }}, w)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}

@@ -28,6 +28,7 @@ const (
 	afWait           = "wait"
 	afCheckpoint     = "checkpoint"
 	afMaxRuntime     = "maxRuntime"
+	afLockWait       = "lockWait"
 	afDryRun         = "dryRun"
 	afMaxManifestAge = "maxManifestAge"
 	afReplica        = "replica"
@@ -62,6 +63,7 @@ func applyCommand() *cli.Command {
 			&cli.StringFlag{Name: afWait, Value: duration.Format(applier.DefaultWait), Usage: "sleep `DURATION` between batches"},
 			&cli.StringFlag{Name: afCheckpoint, Usage: "checkpoint `FILE` (default: the manifest's name + .checkpoint)"},
 			&cli.StringFlag{Name: afMaxRuntime, Value: "0", Usage: "stop cleanly after `DURATION` (0 = no limit); rerun to continue"},
+			&cli.StringFlag{Name: afLockWait, Value: duration.Format(applier.DefaultLockWait), Usage: "wait up to `DURATION` for the named lock " + applier.LockName + " another apply holds, then exit 3 (rerun to continue)"},
 			&cli.BoolFlag{Name: afDryRun, Usage: "verify, connect and report what would be deleted, already gone or skipped; delete nothing"},
 			&cli.StringFlag{Name: afMaxManifestAge, Value: duration.Format(applier.DefaultMaxManifestAge), Usage: "refuse a manifest planned longer ago than `DURATION` (0 = no limit)"},
 			&cli.StringSliceFlag{Name: afReplica, EnvVars: []string{"PRUNE_TOKENS_REPLICAS"}, Usage: "watch the replica at `DSN` for lag (repeat the flag, or comma-separate in the environment); the worst counts"},
@@ -166,6 +168,9 @@ func parseApplyArgs(c *cli.Context) (applier.Options, error) {
 			return o, initErrorf("invalid --%s: %v", d.name, err)
 		}
 	}
+	if o.LockWait, err = duration.Parse(c.String(afLockWait)); err != nil || o.LockWait <= 0 {
+		return o, initErrorf("invalid --%s %q: want a duration above 0, such as 10m", afLockWait, c.String(afLockWait))
+	}
 	o.Checkpoint = c.String(afCheckpoint)
 	if c.IsSet(afCheckpoint) && o.Checkpoint == "" {
 		return o, initErrorf("--checkpoint is empty")
@@ -191,10 +196,6 @@ func parseApplyArgs(c *cli.Context) (applier.Options, error) {
 	}
 	return o, nil
 }
-
-// lockWait is how long apply waits for the named lock; zero is the
-// applier's default, as the README documents. Tests shorten it.
-var lockWait time.Duration
 
 func runApply(c *cli.Context) (err error) {
 	ob, err := newObserver(c)
@@ -231,7 +232,6 @@ func runApply(c *cli.Context) (err error) {
 	if err := rep.start(); err != nil {
 		return initError(err)
 	}
-	o.LockWait = lockWait
 	o.Out = c.App.Writer
 	o.Log = c.App.ErrWriter
 	o.Logger = ob.log

@@ -333,10 +333,7 @@ func TestApplyNamedLockHeld(t *testing.T) {
 		t.Fatalf("take the prune lock: %v %d", err, got)
 	}
 	before := db.Checksums(t)
-	defer func(w time.Duration) { lockWait = w }(lockWait)
-
-	lockWait = 100 * time.Millisecond // the README's 10 minutes, shortened
-	code, _, stderr := run(t, applyArgs(db, path)...)
+	code, _, stderr := run(t, applyArgs(db, path, "--lockWait", "100ms")...)
 	if line := oneErrorLine(t, stderr); code != exitOperation || !strings.Contains(line, "named lock") || !strings.Contains(line, "rerun the same command") {
 		t.Errorf("lock wait given up: exit %d, %q; want exit 3 naming the named lock", code, line)
 	}
@@ -344,8 +341,7 @@ func TestApplyNamedLockHeld(t *testing.T) {
 		t.Errorf("no waiting notice:\n%s", stderr)
 	}
 
-	lockWait = time.Hour
-	code, stdout, stderr := run(t, applyArgs(db, path, "--maxRuntime", "1s")...)
+	code, stdout, stderr := run(t, applyArgs(db, path, "--lockWait", "1h", "--maxRuntime", "1s")...)
 	if code != exitOK || !strings.Contains(stdout, "incomplete: --maxRuntime 1s reached at row 0") {
 		t.Errorf("--maxRuntime while waiting for the lock: exit %d\n%s\n%s", code, stdout, stderr)
 	}

@@ -31,6 +31,8 @@ func TestApplyThrottleFlags(t *testing.T) {
 		{[]string{"--criticalLoad", "Threads_running=-1"}, "--criticalLoad"},
 		{[]string{"--maxReplicaLag", "0"}, "--maxReplicaLag"},
 		{[]string{"--maxReplicaLag", "soon"}, "--maxReplicaLag"},
+		{[]string{"--lockWait", "0"}, "--lockWait"},
+		{[]string{"--lockWait", "a while"}, "--lockWait"},
 		{[]string{"--maxHistoryLength", "-5"}, "--maxHistoryLength"},
 		{[]string{"--maxBatchTime", "fast"}, "--maxBatchTime"},
 		{[]string{"--heartbeatTable", "db.hb"}, "--heartbeatTable"},
