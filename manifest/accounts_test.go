@@ -29,7 +29,7 @@ func TestAccountsEstimatedPastTheExactLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := w.Commit(manifest.Meta{ToolVersion: "test", PlannedAt: time.Now(), Now: 1, Flags: map[string]string{}}); err != nil {
+		if _, err := w.Commit(manifest.Meta{ToolVersion: "test", PlannedAt: time.Now(), Now: 1 << 40, TokenCutoff: 1 << 40, Flags: map[string]string{}}); err != nil {
 			t.Fatal(err)
 		}
 		r, err := manifest.Open(path)

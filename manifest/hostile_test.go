@@ -27,7 +27,11 @@ import (
 func rawMeta(rows []Row) map[string]string { return rawMetaVersion(rows, FormatVersion) }
 
 // rawMetaVersion is rawMeta claiming another format version.
-func rawMetaVersion(rows []Row, version int) map[string]string {
+func rawMetaVersion(rows []Row, version int) map[string]string { return rawMetaEdited(rows, version, nil) }
+
+// rawMetaEdited is rawMetaVersion with the metadata edited by edit before
+// it is encoded, as a forger who recomputed every digest and count would.
+func rawMetaEdited(rows []Row, version int, edit func(*Meta)) map[string]string {
 	h := newTally(version).digest
 	var stats []SectionStats
 	idx := map[string]int{}
@@ -49,9 +53,13 @@ func rawMetaVersion(rows []Row, version int) map[string]string {
 		st.Accounts = int64(len(accounts[k]))
 	}
 	m := Meta{ToolVersion: "hostile", PlannedAt: time.Unix(1700000000, 0), Now: 1700000000000,
-		TokenCutoff: 1600000000000, CodeCutoff: 1600000000000, Flags: map[string]string{"maxTokenAge": "30 days"},
+		TokenCutoff: honestCutoff(rows, StageTokenAge, 1600000000000), CodeCutoff: honestCutoff(rows, StageCodeAge, 1600000000000),
+		Flags: map[string]string{"maxTokenAge": "30 days"}, TopAccounts: honestTopAccounts(rows),
 		Source:   Source{Host: "db", Port: 3306, Database: "fxa"},
 		RowCount: int64(len(rows)), Stats: stats, RowsSHA256: hex.EncodeToString(h.Sum(nil))}
+	if edit != nil {
+		edit(&m)
+	}
 	kv, err := m.keyValues()
 	if err != nil {
 		panic(err)
@@ -649,5 +657,55 @@ func TestVersion1StillReads(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			mustRefuse(t, writeRaw(t, toFileRows(c.rows), rawMetaVersion(c.rows, 1)), c.want)
 		})
+	}
+}
+
+// TestHostileRecordedRules: a forger who edits the rows and recomputes every
+// digest, count and range still cannot make a file whose rows break the
+// rules it records for itself (cutoffs, stages on, max-sessions accounts).
+func TestHostileRecordedRules(t *testing.T) {
+	base := sampleRows()
+	clone := func() []Row {
+		rows := make([]Row, len(base))
+		for i, r := range base {
+			r.ID, r.UID = bytes.Clone(r.ID), bytes.Clone(r.UID)
+			rows[i] = r
+		}
+		return rows
+	}
+	ta := SectionIndexRow(base, StageTokenAge, TableSessionTokens)
+	ca := SectionIndexRow(base, StageCodeAge, TableSigninCodes)
+	cases := []struct {
+		name string
+		rows []Row
+		edit func(*Meta)
+		want string
+	}{
+		{"fresh session under token-age", clone(), func(m *Meta) { m.TokenCutoff = base[ta].CreatedAt }, "not before the token_cutoff"},
+		{"fresh code under code-age", clone(), func(m *Meta) { m.CodeCutoff = base[ca].CreatedAt }, "not before the code_cutoff"},
+		{"token-age off", clone(), func(m *Meta) { m.TokenCutoff = 0 }, "token-age stage was off"},
+		{"code-age off", clone(), func(m *Meta) { m.CodeCutoff = 0 }, "code-age stage was off"},
+		{"max-sessions off, no accounts recorded", clone(), func(m *Meta) { m.TopAccounts = nil }, "stage was off"},
+		{"max-sessions off by its flag", clone(), func(m *Meta) { m.Flags["maxSessions"] = "0" }, "max-sessions was off"},
+		{"group of an account not recorded", clone(), func(m *Meta) { m.TopAccounts = m.TopAccounts[:1] }, "not in max_sessions_accounts"},
+		{"group larger than its to_delete", clone(), func(m *Meta) { m.TopAccounts[0].ToDelete-- }, "to_delete 2"},
+		{"group smaller than its to_delete", clone(), func(m *Meta) { m.TopAccounts[1].ToDelete++ }, "to_delete 4"},
+		{"recorded account without its group", clone(), func(m *Meta) {
+			m.TopAccounts = append(m.TopAccounts, Account{UID: strings.Repeat("77", UIDLen), Sessions: 6, ToDelete: 1})
+		}, "the rows hold 2 groups"},
+		{"groups in another order than recorded", clone(), func(m *Meta) { m.TopAccounts[0], m.TopAccounts[1] = m.TopAccounts[1], m.TopAccounts[0] }, "max_sessions_accounts has"},
+		{"accounts not most sessions first", clone(), func(m *Meta) { m.TopAccounts[1].Sessions = m.TopAccounts[0].Sessions + 1 }, "not most sessions first"},
+		{"deletes below the limit", clone(), func(m *Meta) { m.Flags["maxSessions"] = "20" }, "fewer than maxSessions 20"},
+		{"deletes more than the account has", clone(), func(m *Meta) { m.TopAccounts[0].Sessions = 2 }, "of its 2 sessions"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			mustRefuse(t, writeRaw(t, toFileRows(c.rows), rawMetaEdited(c.rows, FormatVersion, c.edit)), c.want)
+		})
+	}
+	// The same file with honest metadata and the limit recorded passes, or
+	// the refusals above prove nothing.
+	if err := openVerify(writeRaw(t, toFileRows(base), rawMetaEdited(base, FormatVersion, func(m *Meta) { m.Flags["maxSessions"] = "5" }))); err != nil {
+		t.Fatalf("honest manifest refused: %v", err)
 	}
 }

@@ -42,7 +42,8 @@ func writeManifest(t *testing.T, rows []Row) (string, *Meta) {
 		}
 	}
 	m, err := w.Commit(Meta{ToolVersion: "test", PlannedAt: time.Unix(1700000000, 0), Now: 1700000000000,
-		TokenCutoff: 1600000000000, Flags: map[string]string{"maxTokenAge": "30 days"},
+		TokenCutoff: 1600000000000, CodeCutoff: honestCutoff(rows, StageCodeAge, 1600000000000),
+		Flags: map[string]string{"maxTokenAge": "30 days"}, TopAccounts: honestTopAccounts(rows),
 		Source: Source{Host: "db", Port: 3306, Database: "fxa"}})
 	if err != nil {
 		t.Fatal(err)

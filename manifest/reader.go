@@ -127,24 +127,41 @@ func (r *Reader) NumRows() int64 { return r.pf.NumRows() }
 func (r *Reader) Close() error { return r.f.Close() }
 
 // Verify reads every row, checks each against the rules of the format and
-// the whole against the metadata: digest, counts, oldest and newest. Nothing
-// should act on a manifest that has not passed Verify.
+// against the rules the file records (rules.go), and the whole against the
+// metadata: digest, counts, oldest and newest. Nothing should act on a
+// manifest that has not passed Verify.
 func (r *Reader) Verify() error {
 	t := newTally(r.meta.FormatVersion)
+	ru, err := newRules(r.meta)
+	if err != nil {
+		return invalid("%v", err)
+	}
 	// Decoding and checking take about as long as each other, so they run
 	// on two cores: apply verifies the whole file before its first batch.
 	rows := r.RowsAhead(0)
 	defer rows.Close()
+	var i int64
+	var prevUID []byte
+	var prevMax bool
 	for row, ok := rows.Next(); ok; row, ok = rows.Next() {
 		if err := t.add(row); err != nil {
 			return invalid("%v", err)
 		}
+		isMax := row.Stage == StageMaxSessions
+		if err := ru.check(row, isMax && (!prevMax || string(prevUID) != string(row.UID))); err != nil {
+			return invalid("row %d: %v", i, err)
+		}
+		prevMax, prevUID = isMax, append(prevUID[:0], row.UID...)
+		i++
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
 	n, stats, digest, err := t.result()
 	if err != nil {
+		return invalid("%v", err)
+	}
+	if err := ru.finish(); err != nil {
 		return invalid("%v", err)
 	}
 	m := r.meta

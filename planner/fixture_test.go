@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,7 +230,7 @@ func runPlan(t testing.TB, db *dbtest.DB, o Options) planned {
 	}
 	tc, cc := o.Cutoffs()
 	if _, err := w.Commit(manifest.Meta{ToolVersion: "test", PlannedAt: time.Now(), Now: o.Now, TokenCutoff: tc, CodeCutoff: cc,
-		TopAccounts: res.TopAccounts, Flags: map[string]string{}}); err != nil {
+		TopAccounts: res.TopAccounts, Flags: map[string]string{"maxSessions": strconv.FormatInt(o.MaxSessions, 10)}}); err != nil {
 		t.Fatalf("Commit: %v", err)
 	}
 	r, err := manifest.Open(path)

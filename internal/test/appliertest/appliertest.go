@@ -487,7 +487,7 @@ func WriteManifestFrom(t testing.TB, dir, name string, rows []manifest.Row, plan
 		}
 	}
 	if _, err := w.Commit(manifest.Meta{ToolVersion: "test", PlannedAt: plannedAt, Now: Now, TokenCutoff: Cutoff, CodeCutoff: Cutoff,
-		Flags: map[string]string{"maxTokenAge": "30 days"}, Source: src}); err != nil {
+		Flags: map[string]string{"maxTokenAge": "30 days", "maxSessions": "5"}, Source: src, TopAccounts: TopAccounts(rows)}); err != nil {
 		t.Fatal(err)
 	}
 	sum, err := manifest.FileSHA256(path)
@@ -495,6 +495,29 @@ func WriteManifestFrom(t testing.TB, dir, name string, rows []manifest.Row, plan
 		t.Fatal(err)
 	}
 	return path, sum
+}
+
+// TopAccounts is the max_sessions_accounts metadata of rows' max-sessions
+// groups, as plan records it: each group's account in file order, with its
+// rows to delete and, the fixture keeping the newest 5, that many more
+// sessions, raised where needed so the list stays most sessions first.
+func TopAccounts(rows []manifest.Row) []manifest.Account {
+	var top []manifest.Account
+	for i, r := range rows {
+		if r.Stage != manifest.StageMaxSessions {
+			continue
+		}
+		if i == 0 || rows[i-1].Stage != manifest.StageMaxSessions || !bytes.Equal(rows[i-1].UID, r.UID) {
+			top = append(top, manifest.Account{UID: hex.EncodeToString(r.UID)})
+		}
+		top[len(top)-1].ToDelete++
+	}
+	var most int64
+	for i := len(top) - 1; i >= 0; i-- {
+		most = max(most, top[i].ToDelete)
+		top[i].Sessions = most + 5
+	}
+	return top
 }
 
 // Manifest writes the fixture's rows as a manifest planned just now.
