@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -103,6 +104,11 @@ type Options struct {
 	// number of manifest rows done. For tests and benchmarks.
 	OnBatch func(done int64)
 	Now     func() time.Time // for the manifest age check; nil = time.Now
+
+	// checkpointSync, when set, replaces the fdatasync of each checkpoint
+	// record, so that a test can make the disk fail under one run without
+	// touching others running in parallel.
+	checkpointSync func(*os.File) error
 }
 
 // CheckpointPath is where a manifest's checkpoint goes by default.
