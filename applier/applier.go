@@ -196,6 +196,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if cp, resumed, err = openCheckpoint(o.Checkpoint, meta, res.FileSHA256); err != nil {
 			return nil, &initErr{err}
 		}
+		if o.checkpointSync != nil {
+			cp.sync = o.checkpointSync
+		}
 		defer cp.Close()
 		st = cp.State
 	}

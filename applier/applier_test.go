@@ -387,18 +387,17 @@ func TestStopsWhenProgressCannotBeRecorded(t *testing.T) {
 	db := dbtest.New(t)
 	f := appliertest.New(t, db, 9, appliertest.Small)
 	path, _ := f.Manifest(t, t.TempDir())
+	forgot := f.Listed(manifest.StageTokenAge, manifest.TablePasswordForgotTokens)
+	o := options(t, db, path)
 	syncs := 0
-	syncFault = func() error {
+	o.checkpointSync = func(f *os.File) error {
 		if syncs++; syncs == 3 { // the record of the third batch
 			return syscall.EIO
 		}
-		return nil
+		return datasync(f)
 	}
-	defer func() { syncFault = nil }()
-	forgot := f.Listed(manifest.StageTokenAge, manifest.TablePasswordForgotTokens)
-	o := options(t, db, path)
 	res, err := Run(context.Background(), o)
-	syncFault = nil
+	o.checkpointSync = nil
 	if err == nil || IsInit(err) || !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "cannot record progress") {
 		t.Fatalf("err = %v", err)
 	}

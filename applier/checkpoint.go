@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"syscall"
 
+	"prune-tokens/internal/atomicfile"
 	"prune-tokens/manifest"
 )
 
@@ -141,6 +141,8 @@ type Checkpoint struct {
 	State *State
 	// pending delivers the result of the last Record's sync.
 	pending chan error
+	// sync flushes a record: datasync, or a test's failing disk.
+	sync func(*os.File) error
 }
 
 // errBusy says another apply holds the checkpoint's lock file.
@@ -182,7 +184,7 @@ func openCheckpoint(path string, m *manifest.Meta, fileSHA string) (cp *Checkpoi
 		if f, err = os.OpenFile(path, os.O_RDWR, 0); err != nil {
 			return nil, false, fmt.Errorf("open checkpoint: %w", err)
 		}
-		return &Checkpoint{path: path, f: f, lock: lf, seq: 1, buf: make([]byte, slotSize), State: st}, false, nil
+		return &Checkpoint{path: path, f: f, lock: lf, seq: 1, buf: make([]byte, slotSize), State: st, sync: datasync}, false, nil
 	case err != nil:
 		return nil, false, fmt.Errorf("open checkpoint: %w", err)
 	}
@@ -200,7 +202,7 @@ func openCheckpoint(path string, m *manifest.Meta, fileSHA string) (cp *Checkpoi
 		f.Close()
 		return nil, false, fmt.Errorf("checkpoint %s has %d sections, this build knows %d", path, len(st.Sections), len(manifest.Sections()))
 	}
-	return &Checkpoint{path: path, f: f, lock: lf, seq: seq, buf: make([]byte, slotSize), State: st}, true, nil
+	return &Checkpoint{path: path, f: f, lock: lf, seq: seq, buf: make([]byte, slotSize), State: st, sync: datasync}, true, nil
 }
 
 // readCheckpoint reads the newest valid record of a checkpoint file.
@@ -236,48 +238,17 @@ func createCheckpoint(path string, st *State) error {
 	if err := encodeSlot(buf[slotSize:], 1, st); err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create checkpoint in %s: %w", dir, err)
-	}
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
 	// Checkpoints hold nothing secret, but sit next to manifests that name
 	// accounts: same mode.
-	if err := tmp.Chmod(0o600); err != nil {
-		return fail(fmt.Errorf("chmod checkpoint: %w", err))
-	}
-	if _, err := tmp.Write(buf); err != nil {
-		return fail(fmt.Errorf("write checkpoint %s: %w", tmp.Name(), err))
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(fmt.Errorf("fsync checkpoint %s: %w", tmp.Name(), err))
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(fmt.Errorf("close checkpoint %s: %w", tmp.Name(), err))
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("create checkpoint %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
+	err := atomicfile.WriteFile(path, 0o600, atomicfile.Options{}, func(w io.Writer) error {
+		_, err := w.Write(buf)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
+		return fmt.Errorf("create checkpoint: %w", err)
 	}
 	return nil
 }
-
-// syncFault, when set by a test, makes the record's sync fail as a dying
-// disk would.
-var syncFault func() error
 
 // Save durably records the current State: Record, then Wait.
 func (c *Checkpoint) Save() error {
@@ -308,13 +279,7 @@ func (c *Checkpoint) Record() error {
 	done := make(chan error, 1)
 	c.pending = done
 	go func() {
-		if syncFault != nil {
-			if err := syncFault(); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- datasync(c.f)
+		done <- c.sync(c.f)
 	}()
 	return nil
 }

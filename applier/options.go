@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -108,6 +109,11 @@ type Options struct {
 	// set only by this package's tests, so each path is tested on a server
 	// that would choose another.
 	force forcedPath
+
+	// checkpointSync, when set, replaces the fdatasync of each checkpoint
+	// record, so that a test can make the disk fail under one run without
+	// touching others running in parallel.
+	checkpointSync func(*os.File) error
 }
 
 // forcedPath names a deletion path a test forces.

@@ -3,10 +3,11 @@ package manifest
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
 
 	"github.com/parquet-go/parquet-go"
+
+	"prune-tokens/internal/atomicfile"
 )
 
 // fileRow is the on-disk schema. Column names are part of the format.
@@ -28,8 +29,7 @@ const writeBatch = 1024
 // Writer writes a manifest atomically: rows go to a temporary file beside the
 // destination, and only Commit makes it appear under its final name.
 type Writer struct {
-	path    string
-	tmp     *os.File
+	f       *atomicfile.File
 	pw      *parquet.GenericWriter[fileRow]
 	tally   *tally
 	pending []fileRow
@@ -40,28 +40,26 @@ type Writer struct {
 // Create starts a manifest that will be named path. It fails if path exists:
 // a manifest is evidence for a review and is never overwritten.
 func Create(path string) (*Writer, error) {
-	if _, err := os.Lstat(path); err == nil {
-		return nil, fmt.Errorf("%s already exists; a manifest is never overwritten", path)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("check %s: %w", path, err)
-	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return nil, fmt.Errorf("create manifest in %s: %w", dir, err)
-	}
 	// Manifests name accounts: readable by the operator only.
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return nil, fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+	f, err := atomicfile.Create(path, 0o600, atomicfile.Options{NoReplace: true})
+	if err != nil {
+		return nil, neverOverwritten(err)
 	}
-	pw := parquet.NewGenericWriter[fileRow](tmp,
+	pw := parquet.NewGenericWriter[fileRow](f,
 		parquet.Compression(&boundedZstd{}),
 		parquet.MaxRowsPerRowGroup(rowGroupRows),
 		parquet.CreatedBy("prune-tokens", "", ""),
 	)
-	return &Writer{path: path, tmp: tmp, pw: pw, tally: newTally(FormatVersion)}, nil
+	return &Writer{f: f, pw: pw, tally: newTally(FormatVersion)}, nil
+}
+
+// neverOverwritten says why an existing file is refused, for the operator
+// who chose the name.
+func neverOverwritten(err error) error {
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w; a manifest is never overwritten", err)
+	}
+	return fmt.Errorf("manifest: %w", err)
 }
 
 // Write appends one row. Rows must come in manifest order (see Sections and
@@ -104,16 +102,16 @@ func (w *Writer) flushPending() error {
 func (w *Writer) Rows() int64 { return w.tally.rows }
 
 // Commit records meta (with the row-derived fields filled in), writes the
-// footer, fsyncs, and moves the file to its final name without ever
-// replacing an existing file. It returns the completed Meta.
+// footer, and publishes the file under its final name without ever
+// replacing an existing file (one may have appeared while we were
+// planning). It returns the completed Meta.
 func (w *Writer) Commit(meta Meta) (*Meta, error) {
 	if w.done {
 		return nil, errors.New("manifest writer already closed")
 	}
 	w.done = true
 	fail := func(err error) (*Meta, error) {
-		w.tmp.Close()
-		os.Remove(w.tmp.Name())
+		w.f.Abort()
 		return nil, err
 	}
 	if err := w.flushPending(); err != nil {
@@ -134,24 +132,8 @@ func (w *Writer) Commit(meta Meta) (*Meta, error) {
 	if err := w.pw.Close(); err != nil {
 		return fail(fmt.Errorf("finish manifest: %w", err))
 	}
-	if err := w.tmp.Sync(); err != nil {
-		return fail(fmt.Errorf("fsync manifest: %w", err))
-	}
-	if err := w.tmp.Close(); err != nil {
-		return fail(fmt.Errorf("close manifest: %w", err))
-	}
-	// A hard link fails if the name exists, so unlike rename it can never
-	// replace a manifest that appeared while we were planning.
-	if err := os.Link(w.tmp.Name(), w.path); err != nil {
-		os.Remove(w.tmp.Name())
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("%s already exists; a manifest is never overwritten", w.path)
-		}
-		return nil, fmt.Errorf("publish manifest %s: %w", w.path, err)
-	}
-	os.Remove(w.tmp.Name())
-	if err := syncDir(filepath.Dir(w.path)); err != nil {
-		return nil, err
+	if err := w.f.Commit(); err != nil {
+		return nil, neverOverwritten(err)
 	}
 	return &meta, nil
 }
@@ -159,22 +141,6 @@ func (w *Writer) Commit(meta Meta) (*Meta, error) {
 // Abort discards the temporary file; nothing appears under the final name.
 // Safe to call after Commit (it then does nothing).
 func (w *Writer) Abort() {
-	if w.done {
-		return
-	}
 	w.done = true
-	w.tmp.Close()
-	os.Remove(w.tmp.Name())
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	w.f.Abort()
 }

@@ -1,20 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
 	"time"
 
 	"prune-tokens/applier"
 	"prune-tokens/cmd/prune-tokens/report"
+	"prune-tokens/internal/atomicfile"
 )
 
-// applyReport is --report: the outcome as JSON, written whole (temporary
-// file, fsync, rename) when apply starts ("running") and again on every
-// exit, so a scheduler never reads half a file or a stale one.
+// applyReport is --report: the outcome as JSON, written whole (see
+// atomicfile) when apply starts ("running") and again on every exit, so a
+// scheduler never reads half a file or a stale one.
 type applyReport struct {
 	path, manifest string
 	started        time.Time
@@ -61,36 +60,8 @@ func (r *applyReport) finish(res *applier.Result, err error, code int) error {
 
 func (r *applyReport) write(run report.ApplyRun) error {
 	run.ToolVersion, run.Manifest, run.StartedAt = version, r.manifest, r.started
-	var b bytes.Buffer
-	if err := report.ApplyJSON(&b, run); err != nil {
-		return err
-	}
-	dir := filepath.Dir(r.path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(r.path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create report in %s: %w", dir, err)
-	}
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
 	// It names the manifest and counts accounts' rows, like the manifest.
-	if err := tmp.Chmod(0o600); err != nil {
-		return fail(err)
-	}
-	if _, err := tmp.Write(b.Bytes()); err != nil {
-		return fail(fmt.Errorf("write %s: %w", tmp.Name(), err))
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(fmt.Errorf("fsync %s: %w", tmp.Name(), err))
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp.Name(), r.path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", r.path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(r.path, 0o600, atomicfile.Options{}, func(w io.Writer) error {
+		return report.ApplyJSON(w, run)
+	})
 }
