@@ -1,7 +1,12 @@
 # prune-tokens: see README.md. `make test` is what CI runs (via .ci/run).
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+# The commit too, for builds where Go records no VCS stamp (-buildvcs=false,
+# git worktrees); `prune-tokens version` prints it.
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+COMMIT_TIME ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+COMMIT_MODIFIED ?= $(shell git rev-parse -q --verify HEAD >/dev/null 2>&1 && { git diff --quiet HEAD || echo true; })
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.commitTime=$(COMMIT_TIME) -X main.commitModified=$(COMMIT_MODIFIED)
 
 .PHONY: all build test vet fmt-check bench clean
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -41,7 +42,7 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:    "prune-tokens",
 		Usage:   "plan, review and apply the pruning of stale FxA auth tokens and codes",
-		Version: version,
+		Version: appVersion(),
 		Description: "plan reads the auth database (never writes) and writes a Parquet manifest of the rows to delete;\n" +
 			"inspect shows a manifest's summary; apply deletes exactly an approved manifest, in throttled,\n" +
 			"checkpointed, resumable batches.\n\n" +
@@ -53,10 +54,10 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler:  func(*cli.Context, error) {},
 		OnUsageError:    usageError,
 		HideHelpCommand: true,
-		Commands:        []*cli.Command{planCommand(), inspectCommand(), applyCommand()},
+		Commands:        []*cli.Command{planCommand(), inspectCommand(), applyCommand(), versionCommand()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return initErrorf("unknown command %q (commands: plan, inspect, apply)", c.Args().First())
+				return initErrorf("unknown command %q (commands: %s)", c.Args().First(), commandNames(c.App))
 			}
 			_ = cli.ShowAppHelp(c)
 			return initErrorf("no command given")
@@ -66,6 +67,15 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 		cmd.OnUsageError = usageError
 	}
 	return app
+}
+
+// commandNames lists the commands help shows, for the unknown-command error.
+func commandNames(app *cli.App) string {
+	var names []string
+	for _, cmd := range app.VisibleCommands() {
+		names = append(names, cmd.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 func usageError(_ *cli.Context, err error, _ bool) error {
