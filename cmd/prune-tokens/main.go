@@ -28,7 +28,12 @@ func main() {
 // exit code; tests call it directly.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := NewApp(stdout, stderr)
-	args = permuteArgs(app, args)
+	if word, ok := completing(args); ok {
+		// The completion flag must stay last, where cli looks for it.
+		app.Metadata = map[string]any{metaCompleting: word}
+	} else {
+		args = permuteArgs(app, args)
+	}
 	err := app.RunContext(ctx, args)
 	code := exitCode(err)
 	if err != nil {
@@ -54,7 +59,10 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler:  func(*cli.Context, error) {},
 		OnUsageError:    usageError,
 		HideHelpCommand: true,
-		Commands:        []*cli.Command{planCommand(), inspectCommand(), applyCommand(), versionCommand()},
+		// completion's scripts call "prune-tokens ... --generate-bash-completion".
+		EnableBashCompletion: true,
+		BashComplete:         complete,
+		Commands:             []*cli.Command{planCommand(), inspectCommand(), applyCommand(), versionCommand(), completionCommand()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return initErrorf("unknown command %q (commands: %s)", c.Args().First(), commandNames(c.App))
@@ -65,6 +73,9 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = usageError
+		if cmd.BashComplete == nil {
+			cmd.BashComplete = complete
+		}
 	}
 	return app
 }

@@ -61,7 +61,7 @@ func TestVersionFromBuildInfo(t *testing.T) {
 
 func TestUnknownCommandListsCommands(t *testing.T) {
 	code, _, stderr := run(t, "bogus")
-	want := `prune-tokens: unknown command "bogus" (commands: plan, inspect, apply, version)`
+	want := `prune-tokens: unknown command "bogus" (commands: plan, inspect, apply, version, completion)`
 	if code != exitInit || strings.TrimSpace(stderr) != want {
 		t.Errorf("exit %d, stderr %q, want %q", code, stderr, want)
 	}
