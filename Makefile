@@ -23,7 +23,7 @@ fmt-check:
 
 # Integration tests run against the MariaDB in PRUNE_TOKENS_TEST_DSN
 # (default root@tcp(127.0.0.1:3306)/); with CI set they fail if it is down.
-test: fmt-check vet duckdb fuzz-smoke
+test: fmt-check vet docs-check duckdb fuzz-smoke
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # DuckDB (npm @duckdb/node-api, pinned in testdata/duckdb/package-lock.json)
@@ -72,6 +72,20 @@ test-faults:
 
 clean:
 	rm -rf bin
+
+# docs/flags.md and the man page docs/prune-tokens.1, generated from the
+# command definitions (the hidden command `prune-tokens docs`); docs-check,
+# part of make test, fails when the checked-in copies are stale.
+DOCS := flags.md prune-tokens.1
+.PHONY: docs docs-check
+docs:
+	$(GO) run ./cmd/prune-tokens docs --dir docs
+docs-check:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(GO) run ./cmd/prune-tokens docs --dir $$tmp || exit 1; \
+	for f in $(DOCS); do \
+		if ! diff -u docs/$$f $$tmp/$$f; then echo "docs/$$f is stale: run make docs"; exit 1; fi; \
+	done
 
 # The README's story (plan → review → apply, interrupted, resumed) on the
 # embedded go-mysql-server sandbox: needs no MySQL. DEMO_DSN='user:pass@tcp(host:3306)/'

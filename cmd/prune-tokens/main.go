@@ -62,7 +62,7 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 		// completion's scripts call "prune-tokens ... --generate-bash-completion".
 		EnableBashCompletion: true,
 		BashComplete:         complete,
-		Commands:             []*cli.Command{planCommand(), inspectCommand(), applyCommand(), versionCommand(), completionCommand()},
+		Commands:             []*cli.Command{planCommand(), inspectCommand(), applyCommand(), versionCommand(), completionCommand(), docsCommand()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return initErrorf("unknown command %q (commands: %s)", c.Args().First(), commandNames(c.App))
