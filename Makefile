@@ -73,6 +73,28 @@ test-faults:
 clean:
 	rm -rf bin
 
+# make install [PREFIX=/usr/local] [DESTDIR=staging dir for a package]: the
+# binary, its man page and its bash and zsh completion, all from the binary
+# just built (so they match it even if docs/ is stale).
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR   = $(DESTDIR)$(PREFIX)/bin
+MAN1DIR  = $(DESTDIR)$(PREFIX)/share/man/man1
+BASHDIR  = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+ZSHDIR   = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+.PHONY: install
+install: build
+	install -d "$(BINDIR)" "$(MAN1DIR)" "$(BASHDIR)" "$(ZSHDIR)"
+	install -m 0755 bin/prune-tokens "$(BINDIR)/prune-tokens"
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	bin/prune-tokens docs --dir $$tmp && \
+	bin/prune-tokens completion bash >$$tmp/bash && \
+	bin/prune-tokens completion zsh >$$tmp/zsh && \
+	install -m 0644 $$tmp/prune-tokens.1 "$(MAN1DIR)/prune-tokens.1" && \
+	install -m 0644 $$tmp/bash "$(BASHDIR)/prune-tokens" && \
+	install -m 0644 $$tmp/zsh "$(ZSHDIR)/_prune-tokens"
+	@echo "installed prune-tokens, its man page and bash and zsh completion under $(DESTDIR)$(PREFIX)"
+
 # docs/flags.md and the man page docs/prune-tokens.1, generated from the
 # command definitions (the hidden command `prune-tokens docs`); docs-check,
 # part of make test, fails when the checked-in copies are stale.
