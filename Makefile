@@ -71,7 +71,7 @@ test-faults:
 	$(GO) test -race -count=1 -tags faults -timeout 40m ./internal/test/faults/
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
 
 # make install [PREFIX=/usr/local] [DESTDIR=staging dir for a package]: the
 # binary, its man page and its bash and zsh completion, all from the binary
@@ -94,6 +94,22 @@ install: build
 	install -m 0644 $$tmp/bash "$(BASHDIR)/prune-tokens" && \
 	install -m 0644 $$tmp/zsh "$(ZSHDIR)/_prune-tokens"
 	@echo "installed prune-tokens, its man page and bash and zsh completion under $(DESTDIR)$(PREFIX)"
+
+# make release: static binaries (no cgo, -trimpath) for each platform,
+# dist/prune-tokens-VERSION-OS-ARCH, and dist/SHA256SUMS (check them with
+# `cd dist && sha256sum -c SHA256SUMS`). dist/ is emptied first. Release
+# from a clean checkout: a VERSION ending in -dirty names no commit.
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/arm64
+.PHONY: release
+release:
+	rm -rf dist && mkdir dist
+	@set -e; for p in $(PLATFORMS); do \
+		os=$${p%%/*}; arch=$${p##*/}; out=dist/prune-tokens-$(VERSION)-$$os-$$arch; \
+		echo "$$out"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $$out ./cmd/prune-tokens; \
+	done
+	cd dist && sha256sum prune-tokens-* >SHA256SUMS
+	@case "$(VERSION)" in *-dirty) echo "warning: VERSION $(VERSION): built from uncommitted changes";; esac
 
 # docs/flags.md and the man page docs/prune-tokens.1, generated from the
 # command definitions (the hidden command `prune-tokens docs`); docs-check,
