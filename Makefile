@@ -1,7 +1,12 @@
 # prune-tokens: see README.md. `make test` is what CI runs (via .ci/run).
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+# The commit too, for builds where Go records no VCS stamp (-buildvcs=false,
+# git worktrees); `prune-tokens version` prints it.
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+COMMIT_TIME ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+COMMIT_MODIFIED ?= $(shell git rev-parse -q --verify HEAD >/dev/null 2>&1 && { git diff --quiet HEAD || echo true; })
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.commitTime=$(COMMIT_TIME) -X main.commitModified=$(COMMIT_MODIFIED)
 
 .PHONY: all build test vet fmt-check bench clean
 
@@ -18,7 +23,7 @@ fmt-check:
 
 # Integration tests run against the MariaDB in PRUNE_TOKENS_TEST_DSN
 # (default root@tcp(127.0.0.1:3306)/); with CI set they fail if it is down.
-test: fmt-check vet duckdb fuzz-smoke
+test: fmt-check vet docs-check duckdb fuzz-smoke
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # DuckDB (npm @duckdb/node-api, pinned in testdata/duckdb/package-lock.json)
@@ -66,7 +71,59 @@ test-faults:
 	$(GO) test -race -count=1 -tags faults -timeout 40m ./internal/test/faults/
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
+
+# make install [PREFIX=/usr/local] [DESTDIR=staging dir for a package]: the
+# binary, its man page and its bash and zsh completion, all from the binary
+# just built (so they match it even if docs/ is stale).
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR   = $(DESTDIR)$(PREFIX)/bin
+MAN1DIR  = $(DESTDIR)$(PREFIX)/share/man/man1
+BASHDIR  = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+ZSHDIR   = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+.PHONY: install
+install: build
+	install -d "$(BINDIR)" "$(MAN1DIR)" "$(BASHDIR)" "$(ZSHDIR)"
+	install -m 0755 bin/prune-tokens "$(BINDIR)/prune-tokens"
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	bin/prune-tokens docs --dir $$tmp && \
+	bin/prune-tokens completion bash >$$tmp/bash && \
+	bin/prune-tokens completion zsh >$$tmp/zsh && \
+	install -m 0644 $$tmp/prune-tokens.1 "$(MAN1DIR)/prune-tokens.1" && \
+	install -m 0644 $$tmp/bash "$(BASHDIR)/prune-tokens" && \
+	install -m 0644 $$tmp/zsh "$(ZSHDIR)/_prune-tokens"
+	@echo "installed prune-tokens, its man page and bash and zsh completion under $(DESTDIR)$(PREFIX)"
+
+# make release: static binaries (no cgo, -trimpath) for each platform,
+# dist/prune-tokens-VERSION-OS-ARCH, and dist/SHA256SUMS (check them with
+# `cd dist && sha256sum -c SHA256SUMS`). dist/ is emptied first. Release
+# from a clean checkout: a VERSION ending in -dirty names no commit.
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/arm64
+.PHONY: release
+release:
+	rm -rf dist && mkdir dist
+	@set -e; for p in $(PLATFORMS); do \
+		os=$${p%%/*}; arch=$${p##*/}; out=dist/prune-tokens-$(VERSION)-$$os-$$arch; \
+		echo "$$out"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $$out ./cmd/prune-tokens; \
+	done
+	cd dist && sha256sum prune-tokens-* >SHA256SUMS
+	@case "$(VERSION)" in *-dirty) echo "warning: VERSION $(VERSION): built from uncommitted changes";; esac
+
+# docs/flags.md and the man page docs/prune-tokens.1, generated from the
+# command definitions (the hidden command `prune-tokens docs`); docs-check,
+# part of make test, fails when the checked-in copies are stale.
+DOCS := flags.md prune-tokens.1
+.PHONY: docs docs-check
+docs:
+	$(GO) run ./cmd/prune-tokens docs --dir docs
+docs-check:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(GO) run ./cmd/prune-tokens docs --dir $$tmp || exit 1; \
+	for f in $(DOCS); do \
+		if ! diff -u docs/$$f $$tmp/$$f; then echo "docs/$$f is stale: run make docs"; exit 1; fi; \
+	done
 
 # The README's story (plan → review → apply, interrupted, resumed) on the
 # embedded go-mysql-server sandbox: needs no MySQL. DEMO_DSN='user:pass@tcp(host:3306)/'

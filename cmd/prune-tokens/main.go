@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -29,7 +30,12 @@ func main() {
 // exit code; tests call it directly.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := NewApp(stdout, stderr)
-	args = permuteArgs(app, args)
+	if word, ok := completing(args); ok {
+		// The completion flag must stay last, where cli looks for it.
+		app.Metadata = map[string]any{metaCompleting: word}
+	} else {
+		args = permuteArgs(app, args)
+	}
 	err := app.RunContext(ctx, args)
 	code := exitCode(err)
 	if err != nil {
@@ -43,7 +49,7 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:    "prune-tokens",
 		Usage:   "plan, review and apply the pruning of stale FxA auth tokens and codes",
-		Version: version,
+		Version: appVersion(),
 		Description: "plan reads the auth database (never writes) and writes a Parquet manifest of the rows to delete;\n" +
 			"inspect shows a manifest's summary; apply deletes exactly an approved manifest, in throttled,\n" +
 			"checkpointed, resumable batches.\n\n" +
@@ -56,10 +62,13 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError:    usageError,
 		HideHelpCommand: true,
 		Metadata:        map[string]any{metaSecrets: &logging.Secrets{}},
-		Commands:        []*cli.Command{planCommand(), inspectCommand(), applyCommand()},
+		// completion's scripts call "prune-tokens ... --generate-bash-completion".
+		EnableBashCompletion: true,
+		BashComplete:         complete,
+		Commands:             []*cli.Command{planCommand(), inspectCommand(), applyCommand(), versionCommand(), completionCommand(), docsCommand()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return initErrorf("unknown command %q (commands: plan, inspect, apply)", c.Args().First())
+				return initErrorf("unknown command %q (commands: %s)", c.Args().First(), commandNames(c.App))
 			}
 			_ = cli.ShowAppHelp(c)
 			return initErrorf("no command given")
@@ -67,8 +76,20 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = usageError
+		if cmd.BashComplete == nil {
+			cmd.BashComplete = complete
+		}
 	}
 	return app
+}
+
+// commandNames lists the commands help shows, for the unknown-command error.
+func commandNames(app *cli.App) string {
+	var names []string
+	for _, cmd := range app.VisibleCommands() {
+		names = append(names, cmd.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 func usageError(_ *cli.Context, err error, _ bool) error {

@@ -47,7 +47,7 @@ func TestUsageErrorsExitTwoWithOneLine(t *testing.T) {
 
 func TestVersionAndHelp(t *testing.T) {
 	code, out, _ := run(t, "--version")
-	if code != 0 || !strings.Contains(out, version) {
+	if code != 0 || !strings.Contains(out, appVersion()) {
 		t.Errorf("--version: exit %d, out %q", code, out)
 	}
 	code, out, _ = run(t, "--help")
