@@ -335,9 +335,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 func printHeader(o Options, m *manifest.Meta, res *Result, target string, t manifest.Source) {
 	w := o.Out
-	approval := "not checked: no --approve given"
-	if o.Approve != "" {
-		approval = "matches --approve"
+	approval := "matches --approve"
+	if o.Approve == "" {
+		approval = "none needed: a dry run deletes nothing"
 	}
 	var counts []string
 	for _, s := range m.Stats {

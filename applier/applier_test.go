@@ -26,7 +26,7 @@ func options(t *testing.T, db *dbtest.DB, path string) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Options{DSN: cfg, Manifest: path, BatchSize: 7, Progress: ProgressOff, LockName: "prune-tokens-test/" + db.Name,
+	return Options{DSN: cfg, Manifest: path, Approve: appliertest.Approval(path), BatchSize: 7, Progress: ProgressOff, LockName: "prune-tokens-test/" + db.Name,
 		Retry: RetryPolicy{Attempts: 3, Initial: time.Millisecond, Max: 10 * time.Millisecond}}
 }
 
@@ -430,7 +430,7 @@ func TestRefusesBadOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o, err := (Options{DSN: cfg, Manifest: path}).withDefaults(); err != nil || o.LockName != "fxa-auth-server.prune-lock" {
+	if o, err := (Options{DSN: cfg, Manifest: path, Approve: sum}).withDefaults(); err != nil || o.LockName != "fxa-auth-server.prune-lock" {
 		t.Errorf("default lock %q, %v; want FxA's", o.LockName, err)
 	}
 	valid := Options{DSN: cfg, Manifest: path, Approve: sum, BatchSize: 5, Wait: time.Second,
@@ -444,6 +444,7 @@ func TestRefusesBadOptions(t *testing.T) {
 		{"--batchSize", func(o *Options) { o.BatchSize = -1 }},
 		{"--batchSize", func(o *Options) { o.BatchSize = MaxBatchSize + 1 }},
 		{"--approve", func(o *Options) { o.Approve = "abc" }},
+		{"--approve", func(o *Options) { o.Approve = "" }}, // not approved at all
 		{"--wait", func(o *Options) { o.Wait = -time.Second }},
 		{"--maxRuntime", func(o *Options) { o.MaxRuntime = -time.Second }},
 		{"--maxManifestAge", func(o *Options) { o.MaxManifestAge = -time.Second }},

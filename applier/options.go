@@ -41,8 +41,8 @@ const (
 type Options struct {
 	DSN      *mysql.Config // parsed with dbconn.Parse
 	Manifest string        // the manifest file
-	// Approve is the manifest file's SHA-256 (hex) as approved; when set and
-	// different, nothing happens.
+	// Approve is the manifest file's SHA-256 (hex) as approved; required
+	// unless DryRun; when different, nothing happens.
 	Approve    string
 	BatchSize  int           // manifest rows per batch and transaction; 0 = DefaultBatchSize
 	Wait       time.Duration // sleep between batches
@@ -161,6 +161,10 @@ func (o Options) Validate() error {
 		return errors.New("--redisOnly keeps no checkpoint and is idempotent: it takes neither --checkpoint nor --maxRuntime")
 	case o.DryRun && o.Cache != nil:
 		return errors.New("--dryRun deletes nothing, so it cleans no cache: it takes no --redis")
+	case o.Approve == "" && !o.DryRun:
+		// The trust chain starts with a person: nothing is deleted from a
+		// file nobody approved, however well it verifies.
+		return errors.New("apply deletes only an approved manifest: give --approve SHA256, the manifest's SHA-256 as plan printed it (a --dryRun needs none)")
 	}
 	if o.Approve != "" {
 		a := strings.ToLower(strings.TrimSpace(o.Approve))

@@ -235,6 +235,7 @@ func TestReplicaLagHoldsApply(t *testing.T) {
 
 		o := parse(t, db.DSN)
 		o.Manifest, o.BatchSize, o.Wait = path, 3, 20*time.Millisecond
+		o.Approve = appliertest.Approval(path)
 		o.Replicas, o.HeartbeatTable, o.MaxReplicaLag = []*mysql.Config{replicaCfg}, "fxa_lag.heartbeat", 400*time.Millisecond
 		g := newGate(t, 9)
 		o.OnBatch = g.hook
@@ -262,6 +263,7 @@ func TestReplicaLagHoldsApply(t *testing.T) {
 		r.WaitCaughtUp(t)
 		o := parse(t, db.DSN)
 		o.Manifest, o.BatchSize, o.Wait = path, 3, 20*time.Millisecond
+		o.Approve = appliertest.Approval(path)
 		o.Replicas, o.MaxReplicaLag = []*mysql.Config{replicaCfg}, time.Second
 		g := newGate(t, 9)
 		o.OnBatch = g.hook
@@ -351,6 +353,7 @@ func TestLoadHoldsOrStopsApply(t *testing.T) {
 		path, _ := f.Manifest(t, t.TempDir())
 		o := parse(t, db.DSN)
 		o.Manifest, o.BatchSize, o.Wait, o.MaxLoad = path, 3, 20*time.Millisecond, load
+		o.Approve = appliertest.Approval(path)
 		g := newGate(t, 9)
 		o.OnBatch = g.hook
 		b := startBackground(o)
@@ -372,6 +375,7 @@ func TestLoadHoldsOrStopsApply(t *testing.T) {
 		path, _ := f.Manifest(t, t.TempDir())
 		o := parse(t, db.DSN)
 		o.Manifest, o.BatchSize, o.Wait, o.CriticalLoad = path, 3, 20*time.Millisecond, load
+		o.Approve = appliertest.Approval(path)
 		g := newGate(t, 9)
 		o.OnBatch = g.hook
 		b := startBackground(o)
@@ -424,6 +428,7 @@ func TestHistoryLengthHoldsApply(t *testing.T) {
 	holder.QueryRowContext(context.Background(), "SELECT COUNT(*) FROM sessionTokens").Scan(&n)
 	o := parse(t, db.DSN)
 	o.Manifest, o.BatchSize, o.Wait, o.MaxHistoryLength = path, 1, 20*time.Millisecond, 20
+	o.Approve = appliertest.Approval(path)
 	b := startBackground(o)
 	b.waitLog(t, "throttled", "history length")
 	holdsStill(t, b, db, "history length", time.Second)

@@ -112,6 +112,10 @@ func (c comparison) ratio(i int) float64 { return c.loop.Seconds() / c.apply[i].
 // purge given time to catch up before every run; it returns the medians.
 func (b *bench) compare(tmpl, manifestPath string, rows []manifest.Row, size int, mutate func(db string) error, reps int, variants ...variant) (comparison, error) {
 	c := comparison{rows: len(rows), apply: make([]time.Duration, len(variants))}
+	approval, err := manifest.FileSHA256(manifestPath)
+	if err != nil {
+		return c, err
+	}
 	var loops []time.Duration
 	applies := make([][]time.Duration, len(variants))
 	for rep := 0; rep < reps; rep++ {
@@ -139,7 +143,7 @@ func (b *bench) compare(tmpl, manifestPath string, rows []manifest.Row, size int
 				loops = append(loops, d)
 			} else {
 				ckpt := filepath.Join(b.dir, fmt.Sprintf("apply-%s.checkpoint", db))
-				args := append([]string{"apply", "--manifest", manifestPath, "--checkpoint", ckpt,
+				args := append([]string{"apply", "--manifest", manifestPath, "--approve", approval, "--checkpoint", ckpt,
 					"--batchSize", strconv.Itoa(size), "--wait", "0", "--maxManifestAge", "0"}, b.applyArgs...)
 				d, _, out, err := b.run(b.dsn(db), append(args, variants[which].flags...)...)
 				if err != nil {

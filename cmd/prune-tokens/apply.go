@@ -58,7 +58,7 @@ func applyCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: afDSN, EnvVars: []string{"PRUNE_TOKENS_DSN"}, Usage: "go-sql-driver `DSN` user:pass@tcp(host:3306)/fxa (prefer the environment variable: it keeps the password out of the process list)"},
 			&cli.StringFlag{Name: afManifest, Usage: "manifest `FILE` written by plan"},
-			&cli.StringFlag{Name: afApprove, Usage: "the manifest file's approved `SHA256` as plan printed it; apply refuses a file that differs"},
+			&cli.StringFlag{Name: afApprove, Usage: "the manifest file's approved `SHA256` as plan printed it; required (but by --dryRun); apply refuses a file that differs"},
 			&cli.StringFlag{Name: afBatchSize, Aliases: []string{afBatchSizeOld}, Value: strconv.Itoa(applier.DefaultBatchSize), Usage: "manifest rows per batch (one transaction, one table), `N` from 1 to " + strconv.Itoa(applier.MaxBatchSize)},
 			&cli.StringFlag{Name: afWait, Value: duration.Format(applier.DefaultWait), Usage: "sleep `DURATION` between batches"},
 			&cli.StringFlag{Name: afCheckpoint, Usage: "checkpoint `FILE` (default: the manifest's name + .checkpoint)"},

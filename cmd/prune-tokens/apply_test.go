@@ -23,7 +23,7 @@ import (
 )
 
 func applyArgs(db *dbtest.DB, path string, extra ...string) []string {
-	return append([]string{"apply", "--dsn", db.DSN, "--manifest", path, "--wait", "0"}, extra...)
+	return append([]string{"apply", "--dsn", db.DSN, "--manifest", path, "--approve", appliertest.Approval(path), "--wait", "0"}, extra...)
 }
 
 func sameChecksums(a, b map[string]int64) bool {
@@ -65,7 +65,7 @@ func TestApplyRefusesBadFlags(t *testing.T) {
 		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--dryRun", "--checkpoint", "c"}, "--dryRun"},
 		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--checkpoint", "m"}, "same file"},
 		{[]string{"apply", "--dsn", dsn, "m.parquet"}, "takes no arguments"},
-		{[]string{"apply", "--dsn", "user:secret@tcp(127.0.0.1:1)/fxa", "--manifest", filepath.Join(t.TempDir(), "none.parquet")}, "none.parquet"},
+		{[]string{"apply", "--dsn", "user:secret@tcp(127.0.0.1:1)/fxa", "--manifest", filepath.Join(t.TempDir(), "none.parquet"), "--approve", strings.Repeat("0", 64)}, "none.parquet"},
 	} {
 		code, _, stderr := run(t, c.args...)
 		line := oneErrorLine(t, stderr)
@@ -142,7 +142,7 @@ func TestApplyRefusesCraftedCheckpoint(t *testing.T) {
 	path, sum := f.Manifest(t, t.TempDir())
 	cp := path + ".checkpoint"
 	// An apply that cannot reach its server leaves a checkpoint at row 0.
-	if p := clitest.Run(t, nil, "apply", "--dsn", "root@tcp(127.0.0.1:1)/fxa", "--manifest", path); p.Code != exitInit {
+	if p := clitest.Run(t, nil, "apply", "--dsn", "root@tcp(127.0.0.1:1)/fxa", "--manifest", path, "--approve", sum); p.Code != exitInit {
 		t.Fatalf("apply against no server: %s", p)
 	}
 	before := db.Checksums(t)
@@ -167,8 +167,17 @@ func TestApplyApprovalAndAge(t *testing.T) {
 	path, sum := f.Manifest(t, dir)
 	before := db.Checksums(t)
 
+	// Not approved at all: refused before it connects (the server here is
+	// unreachable, and the line names the approval, not the server).
+	code, _, stderr := run(t, "apply", "--dsn", "root@tcp(127.0.0.1:1)/fxa", "--manifest", path)
+	if line := oneErrorLine(t, stderr); code != exitInit || !strings.Contains(line, "only an approved manifest") || !strings.Contains(line, "--approve") {
+		t.Errorf("no --approve: exit %d, %q; want exit 2 asking for --approve", code, line)
+	}
+	if _, err := os.Stat(path + ".checkpoint"); err == nil {
+		t.Error("an apply refused for want of approval created a checkpoint")
+	}
 	wrong := strings.Repeat("0", 64)
-	code, _, stderr := run(t, applyArgs(db, path, "--approve", wrong)...)
+	code, _, stderr = run(t, applyArgs(db, path, "--approve", wrong)...)
 	if line := oneErrorLine(t, stderr); code != exitInit || !strings.Contains(line, sum) || !strings.Contains(line, "not the approved") {
 		t.Errorf("wrong --approve: exit %d, %q", code, line)
 	}
@@ -212,7 +221,8 @@ func TestApplyDryRunCLI(t *testing.T) {
 	f := appliertest.New(t, db, 13, appliertest.Small)
 	path, _ := f.Manifest(t, t.TempDir())
 	before := db.Checksums(t)
-	code, stdout, stderr := run(t, applyArgs(db, path, "--dryRun")...)
+	// A dry run deletes nothing, so it needs no approval.
+	code, stdout, stderr := run(t, "apply", "--dsn", db.DSN, "--manifest", path, "--dryRun")
 	if code != 0 || !strings.Contains(stdout, "Would delete") || !strings.Contains(stdout, "nothing was deleted") {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -224,7 +234,7 @@ func TestApplyDryRunCLI(t *testing.T) {
 // startApply runs the real binary's apply on db's database.
 func startApply(t *testing.T, db *dbtest.DB, path string, extra ...string) *clitest.Proc {
 	t.Helper()
-	return clitest.Start(t, []string{"PRUNE_TOKENS_DSN=" + db.DSN}, append([]string{"apply", "--manifest", path}, extra...)...)
+	return clitest.Start(t, []string{"PRUNE_TOKENS_DSN=" + db.DSN}, append([]string{"apply", "--manifest", path, "--approve", appliertest.Approval(path)}, extra...)...)
 }
 
 func TestApplySecondConcurrentApplyRefused(t *testing.T) {

@@ -535,6 +535,16 @@ func (f *Fixture) String() string {
 	return b.String()
 }
 
+// Approval is the SHA-256 that approves the manifest at path, as a person
+// would give it to apply --approve; a digest no file has when there is no
+// such file (a test of a missing manifest).
+func Approval(path string) string {
+	if sum, err := manifest.FileSHA256(path); err == nil {
+		return sum
+	}
+	return strings.Repeat("0", 64)
+}
+
 // CopyFile copies a file (such as a manifest from testdata) into dir, so a
 // test can write a checkpoint beside it, and returns the copy's path.
 func CopyFile(t testing.TB, src, dir string) string {

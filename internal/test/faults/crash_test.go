@@ -31,7 +31,7 @@ const crashSeed = 77
 
 // slowApply is apply in small, spaced batches.
 func slowApply(dsn, path, cp string) []string {
-	return []string{"apply", "--dsn", dsn, "--manifest", path, "--checkpoint", cp, "--batchSize", "10", "--wait", "5ms"}
+	return []string{"apply", "--dsn", dsn, "--manifest", path, "--approve", appliertest.Approval(path), "--checkpoint", cp, "--batchSize", "10", "--wait", "5ms"}
 }
 
 // reference applies the manifest of crashSizes, uninterrupted, to its own
@@ -243,7 +243,7 @@ func TestConnectionsCutAtRandom(t *testing.T) {
 	t.Logf("proxy seed %d", seedv)
 	sessions := db.Count(t, "sessionTokens")
 
-	p := clitest.Start(t, nil, "apply", "--dsn", rig.dsn, "--manifest", rig.path,
+	p := clitest.Start(t, nil, "apply", "--dsn", rig.dsn, "--manifest", rig.path, "--approve", appliertest.Approval(rig.path),
 		"--checkpoint", rig.cp, "--batchSize", "20", "--wait", "0")
 	stop := make(chan struct{})
 	defer close(stop)
@@ -296,7 +296,7 @@ func TestConnectionCutDuringSessionSettings(t *testing.T) {
 	rig := newProxyRig(t)
 	proxy := rig.proxy
 	proxy.CutOn("SET SESSION TRANSACTION ISOLATION LEVEL")
-	p := clitest.Run(t, nil, "apply", "--dsn", rig.dsn, "--manifest", rig.path,
+	p := clitest.Run(t, nil, "apply", "--dsn", rig.dsn, "--manifest", rig.path, "--approve", appliertest.Approval(rig.path),
 		"--checkpoint", rig.cp, "--batchSize", "500", "--wait", "0")
 	if p.Code != 0 {
 		t.Fatalf("apply after a cut during its session settings: %s", p)
@@ -481,7 +481,7 @@ func TestDiskFull(t *testing.T) {
 		path := filepath.Join(dir, "plan.parquet")
 		copyFile(t, src, path)
 		fill(t, dir)
-		p := clitest.Run(t, nil, "apply", "--dsn", db.DSN, "--manifest", path, "--wait", "0")
+		p := clitest.Run(t, nil, "apply", "--dsn", db.DSN, "--manifest", path, "--approve", appliertest.Approval(path), "--wait", "0")
 		line := p.LastLine(t)
 		if p.Code != 2 || !strings.Contains(line, "checkpoint") || !strings.Contains(line, "no space") {
 			t.Errorf("exit %d, %q; want exit 2 naming the checkpoint and the full disk", p.Code, line)
@@ -497,7 +497,7 @@ func TestDiskFull(t *testing.T) {
 		if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
 			t.Fatalf("remount read-only: %v", err)
 		}
-		p := clitest.Run(t, nil, "apply", "--dsn", db.DSN, "--manifest", path, "--wait", "0")
+		p := clitest.Run(t, nil, "apply", "--dsn", db.DSN, "--manifest", path, "--approve", appliertest.Approval(path), "--wait", "0")
 		line := p.LastLine(t)
 		if p.Code != 2 || !strings.Contains(line, "checkpoint") || !strings.Contains(line, "read-only") {
 			t.Errorf("exit %d, %q; want exit 2 naming the checkpoint and the read-only filesystem", p.Code, line)

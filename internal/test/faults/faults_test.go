@@ -27,7 +27,7 @@ func TestBadFlagsOneLineExitTwo(t *testing.T) {
 		return append([]string{"plan", "--dsn", dsn, "--out", out}, extra...)
 	}
 	apply := func(extra ...string) []string {
-		return append([]string{"apply", "--dsn", dsn, "--manifest", out}, extra...)
+		return append([]string{"apply", "--dsn", dsn, "--manifest", out, "--approve", appliertest.Approval(out)}, extra...)
 	}
 	cases := []struct {
 		args []string
@@ -399,8 +399,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	check(clitest.Run(t, nil, applyArgs(withAddr(t, dsn, "127.0.0.1:1"), out, cp)...), 2)
 	check(clitest.Run(t, nil, applyArgs(wrong, out, filepath.Join(dir, "w.cp"))...), 2)
 	check(clitest.Run(t, []string{"PRUNE_TOKENS_DSN=" + wrong}, "apply", "--manifest", out, "--approve", strings.Repeat("ab", 32)), 2)
-	check(clitest.Run(t, []string{"PRUNE_TOKENS_DSN=" + wrong, "PRUNE_TOKENS_REDIS=" + redisURL}, "apply", "--manifest", out, "--logFormat", "json", "--report", report, "--redisOnly"), 2)
-	check(clitest.Run(t, []string{"PRUNE_TOKENS_REDIS=redis://:" + pass + "@127.0.0.1:1/0?no_such_option=1"}, "apply", "--dsn", dsn, "--manifest", out, "--redisOnly"), 2)
+	check(clitest.Run(t, []string{"PRUNE_TOKENS_DSN=" + wrong, "PRUNE_TOKENS_REDIS=" + redisURL}, "apply", "--manifest", out, "--approve", appliertest.Approval(out), "--logFormat", "json", "--report", report, "--redisOnly"), 2)
+	check(clitest.Run(t, []string{"PRUNE_TOKENS_REDIS=redis://:" + pass + "@127.0.0.1:1/0?no_such_option=1"}, "apply", "--dsn", dsn, "--manifest", out, "--approve", appliertest.Approval(out), "--redisOnly"), 2)
 	check(clitest.Run(t, nil, append([]string{"plan", "--dsn", wrong, "--logFormat", "json"}, planFlags(filepath.Join(dir, "j.parquet"))...)...), 2)
 
 	for _, p := range procs {

@@ -104,7 +104,7 @@ func sameSums(a, b map[string]int64) bool {
 
 // applyArgs is apply on a manifest with a named checkpoint and no wait.
 func applyArgs(dsn, path, checkpoint string, extra ...string) []string {
-	return append([]string{"apply", "--dsn", dsn, "--manifest", path, "--checkpoint", checkpoint, "--wait", "0"}, extra...)
+	return append([]string{"apply", "--dsn", dsn, "--manifest", path, "--approve", appliertest.Approval(path), "--checkpoint", checkpoint, "--wait", "0"}, extra...)
 }
 
 // exec as root against a database: GRANTs and users.
