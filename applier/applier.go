@@ -254,6 +254,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout+statementSlack)
 	err = preflight(pctx, db, remaining)
+	if err == nil && !o.DryRun {
+		err = preflightIsolation(pctx, db)
+	}
 	cancel()
 	if err != nil && o.DryRun {
 		fmt.Fprintf(o.Out, "warning     %v\n", err)
@@ -652,23 +655,6 @@ func (r *run) syncRecord() error {
 	return nil
 }
 
-// sessionSettings are set on apply's connection before its first batch; a
-// server that refuses one (no such variable, or the sandbox) goes on
-// without it.
-var sessionSettings = []string{
-	// The guards rely on REPEATABLE READ's gap locks: a device cannot
-	// appear for a session between its check and its delete, a row cannot
-	// enter a range apply counted. A server whose default is READ
-	// COMMITTED would not take them.
-	"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-	// MariaDB turns an IN list of in_predicate_conversion_threshold (1,000)
-	// values or more into a subquery over a table of the values, which
-	// slows the guarded DELETE of a large batch (docs/benchmarks.md); the
-	// key lists are primary-key lookups either way. MySQL has no such
-	// conversion and no such variable.
-	"SET SESSION in_predicate_conversion_threshold = 0",
-}
-
 // connect pins a new connection and takes the named lock on it.
 func (r *run) connect(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, r.o.DSN.Timeout+statementSlack)
@@ -679,17 +665,13 @@ func (r *run) connect(ctx context.Context) error {
 	}
 	r.conn = conn
 	ictx, cancel := context.WithTimeout(ctx, statementSlack)
-	for _, q := range sessionSettings {
-		if _, err := conn.ExecContext(ictx, q); err != nil && !refusedStatement(err) {
-			// Not a refusal but a cut, stalled or interrupted statement:
-			// the setting may not be in force on a connection that may
-			// still be alive, so it must not run batches. The caller
-			// drops it and, the error being transient, connects again.
-			cancel()
-			return fmt.Errorf("connect: %s: %w", q, err)
-		}
-	}
+	err = applySessionSettings(ictx, conn)
 	cancel()
+	if err != nil {
+		// The caller drops the connection and, if the error is transient,
+		// connects again.
+		return fmt.Errorf("connect: %w", err)
+	}
 	// Waiting for the lock counts against MaxRuntime like any other time.
 	lctx := ctx
 	if !r.deadline.IsZero() {

@@ -38,6 +38,7 @@ type Proxy struct {
 	policy  Policy
 	refuse  bool
 	cutOn   []byte // CutOn's pattern, until a chunk to the server holds it
+	garble  []byte // Garble's pattern
 	cuts    int
 	blind   int // cuts right after forwarding a chunk to the server
 	accepts int
@@ -92,6 +93,16 @@ func (p *Proxy) CutOn(pattern string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cutOn = []byte(pattern)
+}
+
+// Garble makes every chunk towards the server that contains pattern reach
+// it with the pattern's first byte replaced by 'X', so the server refuses
+// that statement with a syntax error and the connection lives on: a server
+// that does not take one statement. "" stops it.
+func (p *Proxy) Garble(pattern string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.garble = []byte(pattern)
 }
 
 // CutAll resets every open connection.
@@ -220,6 +231,11 @@ func (p *Proxy) decide(l *link, toServer bool, chunk []byte) (before, after bool
 	l.chunks++
 	if l.dying {
 		return true, false
+	}
+	if toServer && len(p.garble) > 0 {
+		if i := bytes.Index(chunk, p.garble); i >= 0 {
+			chunk[i] = 'X'
+		}
 	}
 	if toServer && p.cutOn != nil && bytes.Contains(chunk, p.cutOn) {
 		p.cutOn = nil
