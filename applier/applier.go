@@ -353,6 +353,7 @@ func printHeader(o Options, m *manifest.Meta, res *Result, target string, t mani
 	fmt.Fprintf(w, "  sha256    %s (%s)\n", res.FileSHA256, approval)
 	fmt.Fprintf(w, "  planned   %s by prune-tokens %s\n", m.PlannedAt.UTC().Format(time.RFC3339), m.ToolVersion)
 	fmt.Fprintf(w, "  source    %s\n", m.Source)
+	fmt.Fprintf(w, "  read      %s\n", m.SnapshotText())
 	fmt.Fprintf(w, "  rows      %d: %s\n", m.RowCount, strings.Join(counts, ", "))
 	fmt.Fprintf(w, "target      %s (server %s, server_id %d)\n", target, t.ServerVersion, t.ServerID)
 	if t.Database != m.Source.Database {

@@ -5,7 +5,8 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
-	"strings"
+
+	"prune-tokens/internal/dbconn"
 )
 
 // sessionSettings are set on apply's connection before its first batch; a
@@ -48,22 +49,17 @@ func (e *isolationError) Error() string {
 		"(SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ did not take): refusing to delete", e.level)
 }
 
-// checkIsolation reads the session's isolation level: MariaDB and MySQL 5.7
-// name it tx_isolation, MySQL 8 only transaction_isolation.
+// checkIsolation fails unless conn's session is at a level under which the
+// guards hold.
 func checkIsolation(ctx context.Context, conn *sql.Conn) error {
-	var level string
-	err := conn.QueryRowContext(ctx, "SELECT @@SESSION.tx_isolation").Scan(&level)
-	if err != nil && refusedStatement(err) {
-		err = conn.QueryRowContext(ctx, "SELECT @@SESSION.transaction_isolation").Scan(&level)
-	}
+	level, err := dbconn.IsolationLevel(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("read the session's isolation level: %w", err)
+		return err
 	}
-	switch strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(level), " ", "-")) {
-	case "REPEATABLE-READ", "SERIALIZABLE":
-		return nil
+	if !dbconn.Repeatable(level) {
+		return &isolationError{level}
 	}
-	return &isolationError{level}
+	return nil
 }
 
 // preflightIsolation opens a session as apply's batches will and checks

@@ -27,7 +27,9 @@ import (
 func rawMeta(rows []Row) map[string]string { return rawMetaVersion(rows, FormatVersion) }
 
 // rawMetaVersion is rawMeta claiming another format version.
-func rawMetaVersion(rows []Row, version int) map[string]string { return rawMetaEdited(rows, version, nil) }
+func rawMetaVersion(rows []Row, version int) map[string]string {
+	return rawMetaEdited(rows, version, nil)
+}
 
 // rawMetaEdited is rawMetaVersion with the metadata edited by edit before
 // it is encoded, as a forger who recomputed every digest and count would.

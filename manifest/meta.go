@@ -40,6 +40,18 @@ const (
 	keyRowsSHA256      = keyPrefix + "rows_sha256"
 	keyDigestAlgorithm = keyPrefix + "rows_digest"
 	keyRowOrder        = keyPrefix + "row_order"
+	keySnapshot        = keyPrefix + "snapshot"
+)
+
+// Values of Meta.Snapshot: how plan read the database.
+const (
+	// SnapshotConsistent: every stage read one consistent snapshot
+	// (REPEATABLE READ, START TRANSACTION WITH CONSISTENT SNAPSHOT).
+	SnapshotConsistent = "consistent"
+	// SnapshotNone: the server refused the snapshot or the isolation
+	// level, so the stages may have seen different states of a database
+	// being written.
+	SnapshotNone = "none"
 )
 
 // digestAlgorithm names how RowsSHA256 is computed (see tally.go).
@@ -96,6 +108,9 @@ type Meta struct {
 	Flags         map[string]string
 	Source        Source
 	TopAccounts   []Account
+	// Snapshot is SnapshotConsistent or SnapshotNone; "" in files written
+	// before plan recorded it.
+	Snapshot string
 
 	RowCount   int64
 	Stats      []SectionStats // one per section present, in manifest order
@@ -110,6 +125,17 @@ func (m *Meta) Count(s Section) int64 {
 		}
 	}
 	return 0
+}
+
+// SnapshotText says for people how the plan read the database.
+func (m *Meta) SnapshotText() string {
+	switch m.Snapshot {
+	case SnapshotConsistent:
+		return "one consistent snapshot"
+	case SnapshotNone:
+		return "NOT one consistent snapshot (the server refused it): the stages may have seen different states of the database"
+	}
+	return "not recorded (planned by an earlier version)"
 }
 
 // UTC formats a millisecond timestamp for people.
@@ -133,6 +159,9 @@ func (m *Meta) keyValues() ([][2]string, error) {
 	}
 	if m.TokenCutoff != 0 {
 		kv = append(kv, [2]string{keyTokenCutoffUTC, UTC(m.TokenCutoff)})
+	}
+	if m.Snapshot != "" {
+		kv = append(kv, [2]string{keySnapshot, m.Snapshot})
 	}
 	if m.CodeCutoff != 0 {
 		kv = append(kv, [2]string{keyCodeCutoffUTC, UTC(m.CodeCutoff)})
@@ -222,6 +251,12 @@ func parseMeta(lookup func(string) (string, bool)) (*Meta, error) {
 	}
 	if m.RowsSHA256, err = get(keyRowsSHA256); err != nil {
 		return nil, err
+	}
+	if v, ok := lookup(keySnapshot); ok {
+		if v != SnapshotConsistent && v != SnapshotNone {
+			return nil, fmt.Errorf("metadata %s=%q is neither %q nor %q", keySnapshot, v, SnapshotConsistent, SnapshotNone)
+		}
+		m.Snapshot = v
 	}
 	if err := getJSON(keyFlags, &m.Flags); err != nil {
 		return nil, err

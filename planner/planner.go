@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"prune-tokens/internal/dbconn"
 	"prune-tokens/manifest"
 )
 
@@ -211,6 +212,14 @@ func begin(ctx context.Context, conn *sql.Conn) (*snapshot, error) {
 	if _, err := conn.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("set isolation level: %w", ctx.Err())
+		}
+		s.fallback = true
+	}
+	// A session left below REPEATABLE READ (the SET refused) would read a
+	// new snapshot per statement, whatever START TRANSACTION says.
+	if level, err := dbconn.IsolationLevel(ctx, conn); err != nil || !dbconn.Repeatable(level) {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("read isolation level: %w", ctx.Err())
 		}
 		s.fallback = true
 	}

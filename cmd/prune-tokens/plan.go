@@ -210,6 +210,7 @@ func runPlan(c *cli.Context) error {
 		Flags:       a.flags,
 		Source:      manifest.Source(src),
 		TopAccounts: res.TopAccounts,
+		Snapshot:    snapshotOf(res),
 	})
 	if err != nil {
 		return opError(err)
@@ -263,4 +264,12 @@ func writeNew(path string, b []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// snapshotOf is how the plan read the database, for the manifest.
+func snapshotOf(res *planner.Result) string {
+	if res.SnapshotFallback {
+		return manifest.SnapshotNone
+	}
+	return manifest.SnapshotConsistent
 }

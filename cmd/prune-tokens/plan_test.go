@@ -17,8 +17,10 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"prune-tokens/internal/dbconn"
 	"prune-tokens/internal/test/clitest"
 	"prune-tokens/internal/test/dbtest"
+	"prune-tokens/internal/test/faultproxy"
 	"prune-tokens/manifest"
 )
 
@@ -182,6 +184,9 @@ func TestPlanEndToEnd(t *testing.T) {
 	}
 	if m.Source.Database != db.Name || m.Source.ServerVersion == "" || m.Source.Port != 3306 {
 		t.Errorf("source = %+v", m.Source)
+	}
+	if m.Snapshot != manifest.SnapshotConsistent || !strings.Contains(stdout, "Read:             one consistent snapshot") {
+		t.Errorf("snapshot %q; stdout:\n%s", m.Snapshot, stdout)
 	}
 	if len(m.TopAccounts) != 1 || m.TopAccounts[0].UID != "01010101010101010101010101010101" || m.TopAccounts[0].Sessions != 12 || m.TopAccounts[0].ToDelete != 2 {
 		t.Errorf("top accounts = %+v", m.TopAccounts)
@@ -498,5 +503,47 @@ func TestDuckDBReadsManifest(t *testing.T) {
 	var flags map[string]string
 	if err := json.Unmarshal([]byte(duck.Metadata["prune-tokens.flags"]), &flags); err != nil || flags["maxCodeAge"] != "30-days" {
 		t.Errorf("DuckDB flags metadata %q: %v", duck.Metadata["prune-tokens.flags"], err)
+	}
+}
+
+// TestPlanRecordsNoConsistentSnapshot: when the server keeps plan's session
+// below REPEATABLE READ (here it refuses the SET, and the session starts at
+// READ COMMITTED), the stages cannot share one snapshot; the manifest says
+// so, and so do plan's summary, inspect and apply's header, so the
+// reviewer learns it, not only a log line.
+func TestPlanRecordsNoConsistentSnapshot(t *testing.T) {
+	db := dbtest.New(t)
+	seedPlanDB(t, db)
+	cfg, err := dbconn.Parse(db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := faultproxy.Start(cfg.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	proxy.Garble("SET SESSION TRANSACTION ISOLATION LEVEL")
+	cfg.Addr = proxy.Addr()
+	cfg.Params = map[string]string{"tx_isolation": "'READ-COMMITTED'"}
+	out := filepath.Join(t.TempDir(), "plan.parquet")
+	code, stdout, stderr := run(t, planFlags(cfg.FormatDSN(), out)...)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	const want = "NOT one consistent snapshot"
+	if !strings.Contains(stdout, want) {
+		t.Errorf("plan's summary does not say %q:\n%s", want, stdout)
+	}
+	if _, insp, _ := run(t, "inspect", out); !strings.Contains(insp, want) {
+		t.Errorf("inspect does not say %q:\n%s", want, insp)
+	}
+	_, js, _ := run(t, "inspect", out, "--format", "json")
+	if !strings.Contains(js, `"snapshot": "none"`) && !strings.Contains(js, `"snapshot":"none"`) {
+		t.Errorf("inspect --format json lacks the snapshot: %s", js)
+	}
+	_, dry, _ := run(t, "apply", "--dsn", db.DSN, "--manifest", out, "--dryRun", "--maxManifestAge", "0")
+	if !strings.Contains(dry, want) {
+		t.Errorf("apply's header does not say %q:\n%s", want, dry)
 	}
 }

@@ -180,6 +180,7 @@ func planText(w io.Writer, s PlanSummary, md bool) error {
 		{"Planned at", m.PlannedAt.UTC().Format("2006-01-02 15:04:05Z") + " by prune-tokens " + m.ToolVersion +
 			" (manifest format " + strconv.Itoa(m.FormatVersion) + ")"},
 		{"Source", m.Source.String()},
+		{"Read", m.SnapshotText()},
 		{"Now", manifest.UTC(m.Now) + " (" + strconv.FormatInt(m.Now, 10) + ")"},
 		{"Rows to delete", strconv.FormatInt(m.RowCount, 10)},
 	}
@@ -300,11 +301,13 @@ func planJSON(w io.Writer, s PlanSummary) error {
 		RowsSHA256     string             `json:"rows_sha256"`
 		Sections       []stage            `json:"sections"`
 		TopAccounts    []manifest.Account `json:"max_sessions_accounts"`
+		Snapshot       string             `json:"snapshot"`
 	}{
 		Manifest: s.Path, FileSHA256: s.FileSHA256, FormatVersion: m.FormatVersion, ToolVersion: m.ToolVersion,
 		PlannedAt: m.PlannedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"), Now: m.Now, NowUTC: manifest.UTC(m.Now),
 		TokenCutoff: m.TokenCutoff, CodeCutoff: m.CodeCutoff, Flags: m.Flags, Source: m.Source,
 		RowCount: m.RowCount, RowsSHA256: m.RowsSHA256, Sections: []stage{}, TopAccounts: m.TopAccounts,
+		Snapshot: m.Snapshot,
 	}
 	if m.TokenCutoff != 0 {
 		out.TokenCutoffUTC = manifest.UTC(m.TokenCutoff)
