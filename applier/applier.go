@@ -408,6 +408,9 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 			batch = append(batch, row)
 		}
 		if err := it.Err(); err != nil {
+			if errors.Is(err, manifest.ErrChanged) {
+				return &initErr{fmt.Errorf("manifest %s refused at row %d: %w; nothing of the changed part was deleted", o.Manifest, it.Index(), err)}
+			}
 			return fmt.Errorf("read manifest at row %d (was the file changed during apply?): %w", it.Index(), err)
 		}
 		if len(batch) == 0 {
@@ -456,7 +459,7 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 		// The rows just read must be the rows verified: an edit in place
 		// during the run stops it before those rows are deleted.
 		if err := mr.CheckUnchanged(); err != nil {
-			return err
+			return &initErr{fmt.Errorf("manifest %s refused at row %d: %w; nothing of the changed part was deleted", o.Manifest, st.Next, err)}
 		}
 		sec := batch[0].Section()
 		idx := manifest.SectionIndex(sec.Stage, sec.Table)

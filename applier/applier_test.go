@@ -522,8 +522,8 @@ func TestStopsWhenManifestChangesDuringApply(t *testing.T) {
 		before += db.Count(t, tbl)
 	}
 	res, err := Run(context.Background(), o)
-	if err == nil || IsInit(err) || !strings.Contains(err.Error(), "modified after it was opened") {
-		t.Fatalf("err = %v, want a stop naming the modified manifest", err)
+	if !IsInit(err) || !strings.Contains(err.Error(), "modified after it was opened") {
+		t.Fatalf("err = %v, want a refusal (exit 2) naming the modified manifest", err)
 	}
 	if res.Done != 7 {
 		t.Errorf("done = %d, want 7: only the first batch, read before the edit", res.Done)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,7 +80,7 @@ func rawMetaEdited(rows []Row, version int, edit func(*Meta)) map[string]string 
 
 // writeRaw writes rows of any Go struct type as a Parquet file with the given
 // key/value metadata (a key with value "\x00delete" is left out).
-func writeRaw[T any](t testing.TB, rows []T, kv map[string]string) string {
+func writeRaw[T any](t testing.TB, rows []T, kv map[string]string, opts ...parquet.WriterOption) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "hostile.parquet")
 	f, err := os.Create(path)
@@ -87,7 +88,7 @@ func writeRaw[T any](t testing.TB, rows []T, kv map[string]string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	w := parquet.NewGenericWriter[T](f)
+	w := parquet.NewGenericWriter[T](f, opts...)
 	if len(rows) > 0 {
 		if _, err := w.Write(rows); err != nil {
 			t.Fatalf("write rows: %v", err)
@@ -709,5 +710,69 @@ func TestHostileRecordedRules(t *testing.T) {
 	// the refusals above prove nothing.
 	if err := openVerify(writeRaw(t, toFileRows(base), rawMetaEdited(base, FormatVersion, func(m *Meta) { m.Flags["maxSessions"] = "5" }))); err != nil {
 		t.Fatalf("honest manifest refused: %v", err)
+	}
+}
+
+// TestRowsAfterVerifyAreTheRowsVerified: a file rewritten in place after
+// Verify, with its size and modification time put back (which the cheap
+// CheckUnchanged cannot see), yields no row of a changed row group: the
+// group's digest taken by Verify no longer matches, and the error is
+// ErrChanged. The groups before it come out as verified.
+func TestRowsAfterVerifyAreTheRowsVerified(t *testing.T) {
+	rows := sampleRows()
+	rows[len(rows)-1].ID = append(bytes.Repeat([]byte{0xa3}, 31), 0x5c) // unique in the file
+	path := writeRaw(t, toFileRows(rows), rawMeta(rows), parquet.MaxRowsPerRowGroup(5))
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if len(r.pf.RowGroups()) < 3 {
+		t.Fatalf("%d row groups: the test needs several", len(r.pf.RowGroups()))
+	}
+	if err := r.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A forger's file: the last row another token, written the same way
+	// with the same metadata, so every offset, length and page checksum is
+	// consistent and only the rows differ.
+	forged := slices.Clone(rows)
+	forged[len(forged)-1].ID = append(bytes.Repeat([]byte{0xa3}, 31), 0x5d)
+	b, err := os.ReadFile(writeRaw(t, toFileRows(forged), rawMeta(rows), parquet.MaxRowsPerRowGroup(5)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) != st.Size() {
+		t.Fatalf("the forged file is %d bytes, the original %d: the test needs the same size", len(b), st.Size())
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CheckUnchanged(); err != nil {
+		t.Fatalf("size and time were put back, yet CheckUnchanged saw: %v", err)
+	}
+	it := r.Rows(0)
+	var got []Row
+	for row, ok := it.Next(); ok; row, ok = it.Next() {
+		got = append(got, row)
+	}
+	if !errors.Is(it.Err(), ErrChanged) {
+		t.Fatalf("err = %v, want ErrChanged", it.Err())
+	}
+	lastGroup := int64(len(rows)-1) / 5 * 5
+	if int64(len(got)) != lastGroup || !sameRows(got, rows[:lastGroup]) {
+		t.Errorf("got %d rows before the refusal, want the %d of the unchanged groups, as verified", len(got), lastGroup)
+	}
+	// A resume that starts inside the changed group is refused too.
+	it = r.Rows(int64(len(rows) - 1))
+	if _, ok := it.Next(); ok || !errors.Is(it.Err(), ErrChanged) {
+		t.Errorf("resume in the changed group: ok %v, err %v", ok, it.Err())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 
@@ -14,6 +15,11 @@ import (
 // ErrInvalid marks every error that says the file is not a sound manifest
 // (as opposed to, say, a disk error while reading it).
 var ErrInvalid = errors.New("invalid manifest")
+
+// ErrChanged marks a file whose rows differ from the rows Verify read: it
+// was changed in place after verification, so none of the changed rows may
+// be used. It is also ErrInvalid.
+var ErrChanged = fmt.Errorf("%w: changed since it was verified", ErrInvalid)
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
@@ -43,6 +49,10 @@ type Reader struct {
 	pf   *parquet.File
 	meta *Meta
 	cols columns
+	// verified holds, once Verify passed, a digest of each row group's
+	// rows as Verify read them; every later read of a group is checked
+	// against it before its rows are handed out (groupDigest).
+	verified [][sha256.Size]byte
 }
 
 // Open opens a manifest and checks its schema and metadata. It never panics,
@@ -138,14 +148,30 @@ func (r *Reader) Verify() error {
 	}
 	// Decoding and checking take about as long as each other, so they run
 	// on two cores: apply verifies the whole file before its first batch.
+	r.verified = nil
 	rows := r.RowsAhead(0)
 	defer rows.Close()
 	var i int64
 	var prevUID []byte
 	var prevMax bool
+	groups := r.pf.RowGroups()
+	var digests [][sha256.Size]byte
+	g := newGroupDigest()
+	var groupEnd int64
+	if len(groups) > 0 {
+		groupEnd = groups[0].NumRows()
+	}
 	for row, ok := rows.Next(); ok; row, ok = rows.Next() {
 		if err := t.add(row); err != nil {
 			return invalid("%v", err)
+		}
+		g.add(row)
+		for i+1 == groupEnd && len(digests) < len(groups) {
+			digests = append(digests, g.sum())
+			g = newGroupDigest()
+			if len(digests) < len(groups) {
+				groupEnd += groups[len(digests)].NumRows()
+			}
 		}
 		isMax := row.Stage == StageMaxSessions
 		if err := ru.check(row, isMax && (!prevMax || string(prevUID) != string(row.UID))); err != nil {
@@ -163,6 +189,9 @@ func (r *Reader) Verify() error {
 	}
 	if err := ru.finish(); err != nil {
 		return invalid("%v", err)
+	}
+	for len(digests) < len(groups) { // trailing empty row groups
+		digests = append(digests, newGroupDigest().sum())
 	}
 	m := r.meta
 	if n != m.RowCount {
@@ -183,7 +212,27 @@ func (r *Reader) Verify() error {
 			return invalid("%s/%s createdAt range in rows (%d..%d) differs from metadata (%d..%d)", s.Stage, s.Table, s.Oldest, s.Newest, ms.Oldest, ms.Newest)
 		}
 	}
+	r.verified = digests
 	return nil
+}
+
+// groupDigest is a digest of one row group's rows, in the row digest's
+// encoding.
+type groupDigest struct {
+	h   hash.Hash
+	buf []byte
+}
+
+func newGroupDigest() *groupDigest { return &groupDigest{h: sha256.New()} }
+
+func (g *groupDigest) add(r Row) {
+	g.buf = appendDigestRow(g.buf[:0], r)
+	g.h.Write(g.buf)
+}
+
+func (g *groupDigest) sum() (s [sha256.Size]byte) {
+	g.h.Sum(s[:0])
+	return s
 }
 
 // Iter streams rows in file order.
@@ -196,6 +245,10 @@ type Iter struct {
 	bufAt  int
 	bufLen int
 	err    error
+	// group's rows, read whole and checked against Verify's digest, when
+	// the reader was verified; rows[groupAt] is the next.
+	groupRows []Row
+	groupAt   int
 }
 
 // Rows returns an iterator that starts at row index from (0-based).
@@ -221,7 +274,15 @@ func (it *Iter) Next() (Row, bool) {
 		row, ok, e = it.next1()
 		return e
 	}); err != nil {
-		it.err = invalid("row %d: %v", it.next, err)
+		switch {
+		case errors.Is(err, ErrChanged):
+			it.err = fmt.Errorf("row %d: %w", it.next, err)
+		case it.r.verified != nil:
+			// It read whole when verified: it changed, or the disk fails.
+			it.err = fmt.Errorf("row %d: %w: %v", it.next, ErrChanged, err)
+		default:
+			it.err = invalid("row %d: %v", it.next, err)
+		}
 		it.close()
 		return Row{}, false
 	}
@@ -232,6 +293,9 @@ func (it *Iter) Next() (Row, bool) {
 }
 
 func (it *Iter) next1() (Row, bool, error) {
+	if it.r.verified != nil {
+		return it.nextVerified()
+	}
 	for it.bufAt >= it.bufLen {
 		if it.rows == nil {
 			if !it.open() {
@@ -255,6 +319,66 @@ func (it *Iter) next1() (Row, bool, error) {
 	pr := it.buf[it.bufAt]
 	it.bufAt++
 	return it.decode(pr)
+}
+
+// nextVerified returns rows of a verified reader: each row group is read
+// whole and its digest compared with Verify's before any of its rows is
+// returned, so a caller never acts on a row that was not verified, however
+// the file was changed in between (the size and modification time can be
+// put back).
+func (it *Iter) nextVerified() (Row, bool, error) {
+	for it.groupAt >= len(it.groupRows) {
+		it.groupRows, it.groupAt = it.groupRows[:0], 0
+		groups := it.r.pf.RowGroups()
+		var start int64
+		g := 0
+		for ; g < len(groups); g++ {
+			if it.next < start+groups[g].NumRows() {
+				break
+			}
+			start += groups[g].NumRows()
+		}
+		if g >= len(groups) {
+			return Row{}, false, nil
+		}
+		if err := it.readGroup(g, groups[g]); err != nil {
+			return Row{}, false, err
+		}
+		it.groupAt = int(it.next - start)
+	}
+	row := it.groupRows[it.groupAt]
+	it.groupAt++
+	return row, true, nil
+}
+
+// readGroup reads row group g whole into it.groupRows and checks it
+// against the digest Verify took.
+func (it *Iter) readGroup(g int, group parquet.RowGroup) error {
+	rows := group.Rows()
+	defer rows.Close()
+	d := newGroupDigest()
+	for {
+		n, err := rows.ReadRows(it.buf)
+		for _, pr := range it.buf[:n] {
+			row, _, derr := it.decode(pr)
+			if derr != nil {
+				return fmt.Errorf("%w: row group %d: %v", ErrChanged, g, derr)
+			}
+			d.add(row)
+			it.groupRows = append(it.groupRows, row)
+		}
+		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if g >= len(it.r.verified) || d.sum() != it.r.verified[g] {
+		it.groupRows = it.groupRows[:0]
+		return fmt.Errorf("%w: the rows of row group %d are not the rows verified (the file was changed in place during the run)", ErrChanged, g)
+	}
+	return nil
 }
 
 // open positions the iterator at the row group holding it.next.
@@ -378,7 +502,7 @@ func (r *Reader) CheckUnchanged() error {
 		return fmt.Errorf("stat manifest %s: %w", r.path, err)
 	}
 	if now.Size() != r.st.Size() || !now.ModTime().Equal(r.st.ModTime()) {
-		return invalid("%s was modified after it was opened (size %d -> %d, modified %s)", r.path,
+		return fmt.Errorf("%w: %s was modified after it was opened (size %d -> %d, modified %s)", ErrChanged, r.path,
 			r.st.Size(), now.Size(), now.ModTime().UTC().Format("2006-01-02T15:04:05.000Z"))
 	}
 	return nil
