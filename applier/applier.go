@@ -140,6 +140,9 @@ type run struct {
 	// ranges decides which token-age session batches count their range
 	// of unverifiedTokens keys; nil in a dry run.
 	ranges *rangeCount
+	// keep is how many newer sessions a max-sessions session's account
+	// must keep for it to go (rankAtDelete).
+	keep keepRule
 }
 
 // errOutOfTime says MaxRuntime passed while waiting for the named lock.
@@ -273,7 +276,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if o.DryRun {
 		verb = "dry run"
 	}
-	r := &run{o: o, db: db, res: res, cp: cp, start: time.Now(), fast: o.force != pathPortable,
+	r := &run{o: o, db: db, res: res, cp: cp, start: time.Now(), fast: o.force != pathPortable, keep: keepRuleOf(meta),
 		prog: newProgress(o.Logger, o.Log, o.Progress, o.StatusEvery, verb, st.Next, st.Total)}
 	if server.IsSandbox() && r.fast && !o.DryRun {
 		// go-mysql-server refuses the fast path's statements (several in
@@ -624,7 +627,7 @@ func (r *run) try(ctx context.Context, sec manifest.Section, rows []manifest.Row
 		// timeouts bound too; a deadline keeps its documented limit.
 		dctx, cancel := context.WithTimeout(bctx, r.o.BatchTimeout)
 		defer cancel()
-		c, err := classifyBatch(dctx, r.db, sec, rows)
+		c, err := classifyBatch(dctx, r.db, sec, rows, r.keep)
 		return outcome{Counts: c}, err
 	}
 	if r.conn == nil {
@@ -636,9 +639,9 @@ func (r *run) try(ctx context.Context, sec manifest.Section, rows []manifest.Row
 		}
 	}
 	if r.fast {
-		return deleteBatchFast(bctx, r.conn, sec, rows, r.syncRecord, r.ranges)
+		return deleteBatchFast(bctx, r.conn, sec, rows, r.keep, r.syncRecord, r.ranges)
 	}
-	return deleteBatch(bctx, r.conn, sec, rows, r.syncRecord)
+	return deleteBatch(bctx, r.conn, sec, rows, r.keep, r.syncRecord)
 }
 
 // checkpointErr is a failed checkpoint sync found before a commit.

@@ -160,7 +160,7 @@ func removedRows(eligible, rows []manifest.Row, found map[string]current) []mani
 // deleteBatch deletes one batch in one transaction on conn: guard read with
 // row locks, then deletes by primary key of only the rows that passed.
 // beforeCommit runs just before COMMIT; its error rolls the batch back.
-func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error) (out outcome, err error) {
+func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, keep keepRule, beforeCommit func() error) (out outcome, err error) {
 	rows = sortByKey(rows)
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
@@ -176,6 +176,13 @@ func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows
 		return outcome{}, err
 	}
 	eligible, cur, c := classify(sec, rows, found)
+	if sec.Stage == manifest.StageMaxSessions {
+		var kept int64
+		if eligible, cur, kept, err = rankAtDelete(ctx, tx, eligible, cur, keep, true); err != nil {
+			return outcome{}, err
+		}
+		c.Skipped += kept
+	}
 	if len(eligible) > 0 {
 		if sec.Table == manifest.TableSessionTokens {
 			var withUnverified, withDevice []manifest.Row
@@ -226,13 +233,20 @@ func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows
 }
 
 // classifyBatch is the dry run's read-only version of deleteBatch.
-func classifyBatch(ctx context.Context, q querier, sec manifest.Section, rows []manifest.Row) (Counts, error) {
+func classifyBatch(ctx context.Context, q querier, sec manifest.Section, rows []manifest.Row, keep keepRule) (Counts, error) {
 	rows = sortByKey(rows)
 	found, err := guardRead(ctx, q, sec, rows, false)
 	if err != nil {
 		return Counts{}, err
 	}
 	eligible, cur, c := classify(sec, rows, found)
+	if sec.Stage == manifest.StageMaxSessions {
+		var kept int64
+		if eligible, cur, kept, err = rankAtDelete(ctx, q, eligible, cur, keep, false); err != nil {
+			return Counts{}, err
+		}
+		c.Skipped += kept
+	}
 	c.Deleted = int64(len(eligible))
 	for _, f := range cur {
 		if f.unverified {
@@ -272,7 +286,7 @@ func exec(ctx context.Context, q querier, table, query string, args []any) (int6
 //
 // beforeCommit runs before the round trip that commits; its error, like
 // any other, rolls the transaction back.
-func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error, ranges *rangeCount) (out outcome, err error) {
+func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, keep keepRule, beforeCommit func() error, ranges *rangeCount) (out outcome, err error) {
 	rows = sortByKey(rows)
 	open := false
 	defer func() {
@@ -294,7 +308,7 @@ func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, 
 		return out, err
 	}
 	if sec.Table == manifest.TableSessionTokens {
-		return deleteSessionsFast(ctx, conn, sec, rows, beforeCommit, &open)
+		return deleteSessionsFast(ctx, conn, sec, rows, keep, beforeCommit, &open)
 	}
 	q, args, err := deleteExactSQL(sec.Table, rows)
 	if err != nil {
@@ -446,7 +460,7 @@ func countedDelete(ctx context.Context, conn *sql.Conn, q string, listed int64) 
 // sessions, whose devices go with them (so a device guard does not apply
 // and the DELETE's count mixes three tables): a locked read classifies the
 // rows, then one DELETE removes the eligible ones with their dependants.
-func deleteSessionsFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, beforeCommit func() error, open *bool) (outcome, error) {
+func deleteSessionsFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, keep keepRule, beforeCommit func() error, open *bool) (outcome, error) {
 	q, err := inlineHex(selectSessionsForDeleteSQL(rows))
 	if err != nil {
 		return outcome{}, err
@@ -481,7 +495,14 @@ func deleteSessionsFast(ctx context.Context, conn *sql.Conn, sec manifest.Sectio
 		return outcome{}, fmt.Errorf("read sessionTokens: %w", err)
 	}
 	res.Close()
-	eligible, _, c := classify(sec, rows, found)
+	eligible, cur, c := classify(sec, rows, found)
+	if sec.Stage == manifest.StageMaxSessions {
+		var kept int64
+		if eligible, _, kept, err = rankAtDelete(ctx, conn, eligible, cur, keep, true); err != nil {
+			return outcome{}, err
+		}
+		c.Skipped += kept
+	}
 	for _, r := range eligible {
 		c.Devices += devices[string(r.ID)]
 	}

@@ -76,14 +76,14 @@ func TestGuardedSessionBatch(t *testing.T) {
 			if name == "one at a time" {
 				// A batch of one counts nothing: its DELETE's count says it all.
 				for _, r := range rows {
-					o, err := deleteBatchFast(ctx, conn, sec, []manifest.Row{r}, nil, ranges)
+					o, err := deleteBatchFast(ctx, conn, sec, []manifest.Row{r}, nil, nil, ranges)
 					if err != nil {
 						t.Fatal(err)
 					}
 					out.add(o.Counts)
 					out.removed = append(out.removed, o.removed...)
 				}
-			} else if out, err = deleteBatchFast(ctx, conn, sec, rows, nil, ranges); err != nil {
+			} else if out, err = deleteBatchFast(ctx, conn, sec, rows, nil, nil, ranges); err != nil {
 				t.Fatal(err)
 			}
 			want := Counts{Deleted: 3, Gone: 1, Skipped: 3, Unverified: 2}

@@ -359,3 +359,19 @@ func inlineHex(query string, args []any) (string, error) {
 	b = append(b, query...)
 	return string(b), nil
 }
+
+// rankCutSQL reads, of an account's sessions now, the keep-th newest by
+// (createdAt, tokenId), as FxA's limitSessions ranked them when it deleted:
+// a listed max-sessions session older than it still has keep newer ones
+// and may go; one not older would take the account below its limit. With
+// lock, LOCK IN SHARE MODE holds the account's sessions (the uid index
+// range it reads) until the batch ends, so no logout can lower the count
+// between this read and the DELETE; sign-ins wait for the batch too.
+func rankCutSQL(uid []byte, keep int64, lock bool) (string, []any) {
+	q := "SELECT createdAt, tokenId FROM sessionTokens WHERE uid = ? ORDER BY createdAt DESC, tokenId DESC LIMIT 1 OFFSET " +
+		strconv.FormatInt(keep-1, 10)
+	if lock {
+		q += " LOCK IN SHARE MODE"
+	}
+	return q, []any{uid}
+}

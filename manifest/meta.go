@@ -127,6 +127,20 @@ func (m *Meta) Count(s Section) int64 {
 	return 0
 }
 
+// MaxSessions is the --maxSessions the plan ran with, as its flags record
+// it; false when they do not record it as a whole number.
+func (m *Meta) MaxSessions() (int64, bool) {
+	v, ok := m.Flags["maxSessions"]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
 // SnapshotText says for people how the plan read the database.
 func (m *Meta) SnapshotText() string {
 	switch m.Snapshot {

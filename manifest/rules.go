@@ -3,7 +3,6 @@ package manifest
 import (
 	"encoding/hex"
 	"fmt"
-	"strconv"
 )
 
 // rules checks each row against the rules the manifest records for itself:
@@ -26,10 +25,8 @@ type rules struct {
 
 func newRules(m *Meta) (*rules, error) {
 	ru := &rules{meta: m, maxSessions: -1, group: -1}
-	if v, ok := m.Flags["maxSessions"]; ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-			ru.maxSessions = n
-		}
+	if n, ok := m.MaxSessions(); ok {
+		ru.maxSessions = n
 	}
 	for i, a := range m.TopAccounts {
 		switch {
