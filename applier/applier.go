@@ -137,9 +137,6 @@ type run struct {
 	fast bool
 	// gov throttles and takes the operator's commands; nil in a dry run.
 	gov *governor
-	// ranges decides which token-age session batches count their range
-	// of unverifiedTokens keys; nil in a dry run.
-	ranges *rangeCount
 	// keep is how many newer sessions a max-sessions session's account
 	// must keep for it to go (rankAtDelete).
 	keep keepRule
@@ -291,12 +288,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, &initErr{err}
 		}
 		defer r.gov.close()
-		rctx, cancel := context.WithTimeout(ctx, cfg.Timeout+statementSlack)
-		r.ranges = newRangeCount(rctx, db)
-		cancel()
-		if o.force == pathReadFirst {
-			r.ranges.off = true
-		}
 		r.prog.extra = r.gov.statusParts
 		fmt.Fprintf(o.Out, "throttle    %s\n", r.gov.describe(o))
 		if ctl := describeControl(o); ctl != "" {
@@ -639,7 +630,7 @@ func (r *run) try(ctx context.Context, sec manifest.Section, rows []manifest.Row
 		}
 	}
 	if r.fast {
-		return deleteBatchFast(bctx, r.conn, sec, rows, r.keep, r.syncRecord, r.ranges)
+		return deleteBatchFast(bctx, r.conn, sec, rows, r.keep, r.syncRecord)
 	}
 	return deleteBatch(bctx, r.conn, sec, rows, r.keep, r.syncRecord)
 }

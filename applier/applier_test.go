@@ -53,13 +53,6 @@ func TestLockedPathDeletesExactlyTheManifest(t *testing.T) {
 	applyExactly(t, pathPortable)
 }
 
-// TestReadFirstPathDeletesExactlyTheManifest is the same with token-age
-// sessions read first, as in a sparse manifest, where a batch does not
-// count its range of unverifiedTokens keys.
-func TestReadFirstPathDeletesExactlyTheManifest(t *testing.T) {
-	applyExactly(t, pathReadFirst)
-}
-
 func applyExactly(t *testing.T, force forcedPath) {
 	db := dbtest.New(t)
 	f := appliertest.New(t, db, 1, appliertest.Small)

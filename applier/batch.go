@@ -139,9 +139,6 @@ func classify(sec manifest.Section, rows []manifest.Row, found map[string]curren
 type outcome struct {
 	Counts
 	removed []manifest.Row
-	// rangeRows is how many unverifiedTokens rows the key range of a batch
-	// that counted its range held (deleteGuardedSessions).
-	rangeRows int64
 }
 
 // removedRows are the rows a committed batch leaves out of their table: the
@@ -286,7 +283,7 @@ func exec(ctx context.Context, q querier, table, query string, args []any) (int6
 //
 // beforeCommit runs before the round trip that commits; its error, like
 // any other, rolls the transaction back.
-func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, keep keepRule, beforeCommit func() error, ranges *rangeCount) (out outcome, err error) {
+func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows []manifest.Row, keep keepRule, beforeCommit func() error) (out outcome, err error) {
 	rows = sortByKey(rows)
 	open := false
 	defer func() {
@@ -300,12 +297,8 @@ func deleteBatchFast(ctx context.Context, conn *sql.Conn, sec manifest.Section, 
 			cancel()
 		}
 	}()
-	if sec.Table == manifest.TableSessionTokens && sec.Stage == manifest.StageTokenAge && ranges.allows(rows) {
-		out, err := deleteGuardedSessions(ctx, conn, rows, beforeCommit, &open)
-		if err == nil {
-			ranges.observe(len(rows), out.rangeRows, out.Deleted < int64(len(rows)))
-		}
-		return out, err
+	if sec.Table == manifest.TableSessionTokens && sec.Stage == manifest.StageTokenAge {
+		return deleteGuardedSessions(ctx, conn, rows, beforeCommit, &open)
 	}
 	if sec.Table == manifest.TableSessionTokens {
 		return deleteSessionsFast(ctx, conn, sec, rows, keep, beforeCommit, &open)
@@ -374,41 +367,29 @@ func commit(ctx context.Context, conn *sql.Conn, beforeCommit func() error) erro
 
 // deleteGuardedSessions is deleteBatchFast for token-age sessions. The
 // first round trip deletes every listed session still exactly as planned
-// and without a device, with its unverifiedTokens row, and tells how many
-// of each went (guardedSessionsSQL); when every listed session went, the
-// second commits: the round trips of the plain delete loop's BEGIN and
+// and without a device, with its unverifiedTokens row, each DELETE telling
+// how many it removed (guardedSessionsSQL); when every listed session went,
+// the second commits: the round trips of the plain delete loop's BEGIN and
 // COMMIT. Only a batch with fewer deleted than listed reads, before it
 // commits, which listed sessions are still there: those a guard kept; the
 // rest were already gone.
 func deleteGuardedSessions(ctx context.Context, conn *sql.Conn, rows []manifest.Row, beforeCommit func() error, open *bool) (outcome, error) {
-	stmts := guardedSessionsSQL(rows)
-	var c Counts
-	var inRange int64
-	if len(rows) == 1 {
-		// One session: the DELETE's count alone tells what went (0:
-		// nothing; 1: the session; 2: with its unverifiedTokens row), so
-		// the batch sends no count: START TRANSACTION and the DELETE, then
-		// COMMIT, where the plain loop sends BEGIN, two DELETEs and COMMIT
-		// in four round trips.
-		*open = true
-		affected, err := multiExec(ctx, conn, "START TRANSACTION; "+stmts[1].query, stmts[1].args)
-		if err != nil {
-			return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
-		}
-		a := affected[len(affected)-1]
-		if a < 0 || a > 2 {
-			return outcome{}, fmt.Errorf("sessionTokens: the DELETE of one session removed %d rows; rolled back", a)
-		}
-		c.Deleted, c.Unverified = min(a, 1), max(a-1, 0)
-	} else {
-		q, err := inlineHex(joinStatements(stmts))
-		if err != nil {
-			return outcome{}, err
-		}
-		*open = true
-		if c, inRange, err = countedDelete(ctx, conn, q, int64(len(rows))); err != nil {
-			return outcome{}, err
-		}
+	q, args := joinStatements(guardedSessionsSQL(rows))
+	*open = true
+	affected, err := multiExec(ctx, conn, "START TRANSACTION; "+q, args)
+	if err != nil {
+		return outcome{}, fmt.Errorf("delete from sessionTokens: %w", err)
+	}
+	if len(affected) != 3 {
+		return outcome{}, fmt.Errorf("sessionTokens: %d statement results for 3 statements; rolled back", len(affected))
+	}
+	c := Counts{Unverified: affected[1], Deleted: affected[2]}
+	// Each listed session has at most one unverifiedTokens row (its key is
+	// the session's), and the first DELETE locked the sessions whose rows
+	// it removed, so the second removed each of those sessions.
+	if c.Unverified < 0 || c.Unverified > c.Deleted || c.Deleted > int64(len(rows)) {
+		return outcome{}, fmt.Errorf("sessionTokens: the batch's counts do not add up (%d unverifiedTokens rows, %d sessions deleted, %d listed); rolled back",
+			c.Unverified, c.Deleted, len(rows))
 	}
 	removed, err := settleShort(ctx, conn, manifest.TableSessionTokens, rows, &c)
 	if err != nil {
@@ -418,42 +399,7 @@ func deleteGuardedSessions(ctx context.Context, conn *sql.Conn, rows []manifest.
 		return outcome{}, err
 	}
 	*open = false
-	return outcome{Counts: c, removed: removed, rangeRows: inRange}, nil
-}
-
-// countedDelete sends the guarded batch's round trip (guardedSessionsSQL,
-// its values written in) and reads its counts: the sessions and
-// unverifiedTokens rows it deleted, and the rows its range held.
-func countedDelete(ctx context.Context, conn *sql.Conn, q string, listed int64) (Counts, int64, error) {
-	res, err := conn.QueryContext(ctx, "START TRANSACTION; "+q)
-	if err != nil {
-		return Counts{}, 0, fmt.Errorf("delete from sessionTokens: %w", err)
-	}
-	defer res.Close()
-	var affected, unverified, inRange int64
-	n := 0
-	for {
-		for res.Next() {
-			if err := res.Scan(&affected, &unverified, &inRange); err != nil {
-				return Counts{}, 0, fmt.Errorf("delete from sessionTokens: %w", err)
-			}
-			n++
-		}
-		if !res.NextResultSet() {
-			break
-		}
-	}
-	if err := res.Err(); err != nil {
-		return Counts{}, 0, fmt.Errorf("delete from sessionTokens: %w", err)
-	}
-	c := Counts{Deleted: affected - unverified, Unverified: unverified}
-	// Each listed session has at most one unverifiedTokens row (its key is
-	// the session's), and only a deleted session's goes with it.
-	if n != 1 || c.Unverified < 0 || c.Unverified > c.Deleted || c.Deleted > listed {
-		return Counts{}, 0, fmt.Errorf("sessionTokens: the batch's counts do not add up (%d result rows, %d rows deleted, %d of them unverifiedTokens rows, %d sessions listed); rolled back",
-			n, affected, unverified, listed)
-	}
-	return c, inRange, nil
+	return outcome{Counts: c, removed: removed}, nil
 }
 
 // deleteSessionsFast is deleteBatchFast for a section of max-sessions

@@ -26,7 +26,7 @@ func TestGuardsHoldUnderConcurrentChanges(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		force forcedPath
-	}{{"guarded", pathChosen}, {"read first", pathReadFirst}, {"locked", pathPortable}} {
+	}{{"guarded", pathChosen}, {"locked", pathPortable}} {
 		t.Run(c.name, func(t *testing.T) { guardsUnderChanges(t, c.force) })
 	}
 }

@@ -122,7 +122,6 @@ type forcedPath int
 const (
 	pathChosen    forcedPath = iota // as the server and manifest decide
 	pathPortable                    // deleteBatch, as on a server that refuses the fast path's statements
-	pathReadFirst                   // token-age session batches read their rows first, as in a sparse manifest (rangeCount)
 )
 
 // CheckpointPath is where a manifest's checkpoint goes by default.

@@ -1,7 +1,6 @@
 package applier
 
 import (
-	"bytes"
 	"encoding/hex"
 	"fmt"
 	"strconv"
@@ -164,7 +163,7 @@ func devicePairs(rows []manifest.Row) (string, []any) {
 // takes each eligible session's with it, and their count is what it
 // deleted besides the sessions and devices.
 func selectSessionsForDeleteSQL(rows []manifest.Row) (string, []any) {
-	q := "SELECT s.tokenId, s.uid, s.createdAt, d.id FROM sessionTokens s" +
+	q := "SELECT s.tokenId, s.uid, s.createdAt, d.id FROM sessionTokens s FORCE INDEX (PRIMARY)" +
 		" LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
 		" WHERE s.tokenId IN (" + placeholders(len(rows)) + ") FOR UPDATE"
 	args := make([]any, len(rows))
@@ -183,7 +182,7 @@ func deleteSessionsSQL(stage string, rows []manifest.Row) (string, []any) {
 	if stage == manifest.StageMaxSessions {
 		targets, join = "s, u, d", " LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId"
 	}
-	q := "DELETE " + targets + " FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId" + join +
+	q := "DELETE " + targets + " FROM sessionTokens s FORCE INDEX (PRIMARY) LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId" + join +
 		" WHERE s.tokenId IN (" + placeholders(len(rows)) + ")"
 	args := make([]any, len(rows))
 	for i, r := range rows {
@@ -236,25 +235,27 @@ func presentKeysSQL(table string, rows []manifest.Row) (string, []any, error) {
 	return "SELECT " + cols + " FROM " + s.name + " WHERE " + where, args, nil
 }
 
-// guardedSessionsSQL is a batch of token-age sessions as three statements,
+// guardedSessionsSQL is a batch of token-age sessions as two DELETEs,
 // which deleteGuardedSessions sends in one round trip after START
-// TRANSACTION, the guard living in the DELETE itself:
+// TRANSACTION, the guard living in each DELETE itself: the listed session
+// still exactly as planned and without a device.
 //
-//  1. count the unverifiedTokens rows in the range of keys the batch spans,
-//     with LOCK IN SHARE MODE: next-key locks on the range, so until the
-//     transaction ends no row in it appears or goes but by this transaction;
-//  2. DELETE the listed sessions still exactly as planned and without a
-//     device, with their unverifiedTokens rows. The key list drives it on
-//     the primary key; the plan match is one CONCAT of key, uid and
-//     createdAt compared with a list (planMatch), which no index can
-//     serve, so it never reaches the range optimizer; the device check is
-//     an anti-join naming uid, so it probes UQ_devices_sessionTokenId and,
-//     in a DELETE, locks the gap where a device would go;
-//  3. read the DELETE's row count (sessions and unverifiedTokens rows
-//     together), how many of those were unverifiedTokens rows (the range
-//     counted again), and how many rows the range held.
+//  1. DELETE the unverifiedTokens rows of those sessions; its row count is
+//     the unverifiedTokens rows the batch deletes;
+//  2. DELETE those sessions; its row count is the sessions deleted.
+//
+// The key list drives both on the primary key (forced, and the sessions
+// read before their unverifiedTokens rows: a scan, which a small table's
+// statistics can make look cheaper, would lock every row); the plan match is one
+// CONCAT of key, uid and createdAt compared with a list (planMatch), which
+// no index can serve, so it never reaches the range optimizer; the device
+// check is an anti-join naming uid, so it probes UQ_devices_sessionTokenId
+// and, in a DELETE, locks the gap where a device would go. The first
+// statement locks the listed sessions it reads, so what it saw eligible is
+// what the second deletes, and each statement's own count splits what
+// went between the two tables: no lock on any key range, so no row of a
+// session the manifest does not list is held.
 func guardedSessionsSQL(rows []manifest.Row) []statement {
-	lo, hi := keyRange(rows)
 	keys := make([]any, 0, 2*len(rows))
 	for _, r := range rows {
 		keys = append(keys, r.ID)
@@ -263,27 +264,12 @@ func guardedSessionsSQL(rows []manifest.Row) []statement {
 		keys = append(keys, planMatch(r))
 	}
 	in := placeholders(len(rows))
+	guard := " LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
+		" WHERE s.tokenId IN (" + in + ") AND d.id IS NULL AND CONCAT(s.tokenId, s.uid, s.createdAt) IN (" + in + ")"
 	return []statement{
-		{"SELECT COUNT(*) INTO @prune_tokens_unverified FROM unverifiedTokens WHERE tokenId BETWEEN ? AND ? LOCK IN SHARE MODE", []any{lo, hi}},
-		{"DELETE s, u FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId" +
-			" LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
-			" WHERE s.tokenId IN (" + in + ") AND d.id IS NULL AND CONCAT(s.tokenId, s.uid, s.createdAt) IN (" + in + ")", keys},
-		{"SELECT ROW_COUNT(), @prune_tokens_unverified - COUNT(*), @prune_tokens_unverified FROM unverifiedTokens WHERE tokenId BETWEEN ? AND ? LOCK IN SHARE MODE", []any{lo, hi}},
+		{"DELETE u FROM sessionTokens s FORCE INDEX (PRIMARY) STRAIGHT_JOIN unverifiedTokens u ON u.tokenId = s.tokenId" + guard, keys},
+		{"DELETE s FROM sessionTokens s FORCE INDEX (PRIMARY)" + guard, keys},
 	}
-}
-
-// keyRange is the lowest and the highest ID of rows.
-func keyRange(rows []manifest.Row) (lo, hi []byte) {
-	lo, hi = rows[0].ID, rows[0].ID
-	for _, r := range rows[1:] {
-		if bytes.Compare(r.ID, lo) < 0 {
-			lo = r.ID
-		}
-		if bytes.Compare(r.ID, hi) > 0 {
-			hi = r.ID
-		}
-	}
-	return lo, hi
 }
 
 // planMatch is what CONCAT(tokenId, uid, createdAt) gives for the row as

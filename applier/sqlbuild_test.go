@@ -58,13 +58,13 @@ func TestSQLBuilders(t *testing.T) {
 			"DELETE FROM devices WHERE (uid = ? AND sessionTokenId = ?) OR (uid = ? AND sessionTokenId = ?)",
 			[]any{u1, id1, u2, id2}},
 		{"sessions read for the fast path: devices joined by uid, locked", without(selectSessionsForDeleteSQL(two)),
-			"SELECT s.tokenId, s.uid, s.createdAt, d.id FROM sessionTokens s LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE s.tokenId IN (?, ?) FOR UPDATE",
+			"SELECT s.tokenId, s.uid, s.createdAt, d.id FROM sessionTokens s FORCE INDEX (PRIMARY) LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE s.tokenId IN (?, ?) FOR UPDATE",
 			[]any{id1, id2}},
 		{"token-age sessions deleted with their unverified rows", without(deleteSessionsSQL(manifest.StageTokenAge, two)),
-			"DELETE s, u FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId WHERE s.tokenId IN (?, ?)",
+			"DELETE s, u FROM sessionTokens s FORCE INDEX (PRIMARY) LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId WHERE s.tokenId IN (?, ?)",
 			[]any{id1, id2}},
 		{"max-sessions sessions deleted with unverified rows and devices of the same uid", without(deleteSessionsSQL(manifest.StageMaxSessions, one)),
-			"DELETE s, u, d FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE s.tokenId IN (?)",
+			"DELETE s, u, d FROM sessionTokens s FORCE INDEX (PRIMARY) LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId WHERE s.tokenId IN (?)",
 			[]any{id1}},
 		{"exact delete, signin codes", with(deleteExactSQL(manifest.TableSigninCodes, one)),
 			"DELETE t FROM signinCodes t FORCE INDEX (PRIMARY) WHERE (t.hash, t.uid, t.createdAt) IN ((?, ?, ?))",
@@ -72,21 +72,25 @@ func TestSQLBuilders(t *testing.T) {
 		{"exact delete, unblock codes by (uid, hash)", with(deleteExactSQL(manifest.TableUnblockCodes, two)),
 			"DELETE t FROM unblockCodes t FORCE INDEX (PRIMARY) WHERE (t.uid, t.unblockCodeHash, t.createdAt) IN ((?, ?, ?), (?, ?, ?))",
 			[]any{u1, id1, c1, u2, id2, c2}},
+		{"an account's maxSessions-th newest session, locked", without(rankCutSQL(u1, 5, true)),
+			"SELECT createdAt, tokenId FROM sessionTokens WHERE uid = ? ORDER BY createdAt DESC, tokenId DESC LIMIT 1 OFFSET 4 LOCK IN SHARE MODE", []any{u1}},
+		{"the same for the dry run", without(rankCutSQL(u1, 1, false)),
+			"SELECT createdAt, tokenId FROM sessionTokens WHERE uid = ? ORDER BY createdAt DESC, tokenId DESC LIMIT 1 OFFSET 0", []any{u1}},
 		{"keys still there", with(presentKeysSQL(manifest.TableSessionTokens, two)),
 			"SELECT tokenId FROM sessionTokens WHERE tokenId IN (?, ?)", []any{id1, id2}},
 		{"unblock code keys still there", with(presentKeysSQL(manifest.TableUnblockCodes, one)),
 			"SELECT uid, unblockCodeHash FROM unblockCodes WHERE (uid = ? AND unblockCodeHash = ?)", []any{u1, id1}},
 	}
-	guarded := guardedSessionsSQL([]manifest.Row{two[1], two[0]}) // any order: the range is lowest to highest
+	guarded := guardedSessionsSQL([]manifest.Row{two[1], two[0]}) // in the batch's order
 	m1, m2 := planMatch(two[0]), planMatch(two[1])
 	for i, want := range []struct {
 		q    string
 		args []any
 	}{
-		{"SELECT COUNT(*) INTO @prune_tokens_unverified FROM unverifiedTokens WHERE tokenId BETWEEN ? AND ? LOCK IN SHARE MODE", []any{id1, id2}},
-		{"DELETE s, u FROM sessionTokens s LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
+		{"DELETE u FROM sessionTokens s FORCE INDEX (PRIMARY) STRAIGHT_JOIN unverifiedTokens u ON u.tokenId = s.tokenId LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
 			" WHERE s.tokenId IN (?, ?) AND d.id IS NULL AND CONCAT(s.tokenId, s.uid, s.createdAt) IN (?, ?)", []any{id2, id1, m2, m1}},
-		{"SELECT ROW_COUNT(), @prune_tokens_unverified - COUNT(*), @prune_tokens_unverified FROM unverifiedTokens WHERE tokenId BETWEEN ? AND ? LOCK IN SHARE MODE", []any{id1, id2}},
+		{"DELETE s FROM sessionTokens s FORCE INDEX (PRIMARY) LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
+			" WHERE s.tokenId IN (?, ?) AND d.id IS NULL AND CONCAT(s.tokenId, s.uid, s.createdAt) IN (?, ?)", []any{id2, id1, m2, m1}},
 	} {
 		cases = append(cases, struct {
 			name     string
