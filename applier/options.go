@@ -120,8 +120,8 @@ type Options struct {
 type forcedPath int
 
 const (
-	pathChosen    forcedPath = iota // as the server and manifest decide
-	pathPortable                    // deleteBatch, as on a server that refuses the fast path's statements
+	pathChosen   forcedPath = iota // as the server and manifest decide
+	pathPortable                   // deleteBatch, as on a server that refuses the fast path's statements
 )
 
 // CheckpointPath is where a manifest's checkpoint goes by default.
