@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -540,5 +541,84 @@ func sameRows(t *testing.T, path string, want []manifest.Row) {
 	}
 	if n != len(want) {
 		t.Errorf("plan listed %d rows, want %d", n, len(want))
+	}
+}
+
+// TestApplyRefusesForgedManifests: a file whose rows break the rules it
+// records, with its digest, counts and ranges computed honestly (as anyone
+// who edits the rows can), is refused with exit 2 even when approved by its
+// own SHA-256, and nothing is deleted from any table.
+func TestApplyRefusesForgedManifests(t *testing.T) {
+	db := dbtest.New(t)
+	f := appliertest.New(t, db, 19, appliertest.Small)
+	dir := t.TempDir()
+	src := manifest.Source{Host: "127.0.0.1", Port: 3306, Database: "fxa_test"}
+
+	// A young session, listed by nobody: the forger adds it to token-age.
+	listed := map[string]bool{}
+	for _, r := range f.Rows {
+		listed[string(r.ID)] = true
+	}
+	var fresh manifest.Row
+	res, err := db.SQL.Query("SELECT tokenId, uid, createdAt FROM sessionTokens WHERE createdAt >= ? ORDER BY tokenId", appliertest.Cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for res.Next() {
+		r := manifest.Row{Stage: manifest.StageTokenAge, Table: manifest.TableSessionTokens}
+		if err := res.Scan(&r.ID, &r.UID, &r.CreatedAt); err != nil {
+			t.Fatal(err)
+		}
+		if !listed[string(r.ID)] {
+			fresh = r
+			break
+		}
+	}
+	res.Close()
+	if fresh.ID == nil {
+		t.Fatal("the fixture has no unlisted young session: the test proves nothing")
+	}
+	withFresh := slices.Clone(f.Rows)
+	withFresh = append(withFresh, fresh)
+	slices.SortStableFunc(withFresh, func(a, b manifest.Row) int {
+		ia, ib := manifest.SectionIndex(a.Stage, a.Table), manifest.SectionIndex(b.Stage, b.Table)
+		if ia != ib || a.Stage == manifest.StageMaxSessions {
+			return ia - ib // max-sessions keeps its groups' order
+		}
+		return manifest.CompareKey(a, b)
+	})
+
+	var oldestCode int64 = 1 << 62
+	for _, r := range f.Rows {
+		if r.Stage == manifest.StageCodeAge {
+			oldestCode = min(oldestCode, r.CreatedAt)
+		}
+	}
+	cases := []struct {
+		name string
+		rows []manifest.Row
+		edit func(*manifest.Meta)
+		want string
+	}{
+		{"a fresh session under token-age", withFresh, nil, "token_cutoff"},
+		{"a code not older than code_cutoff", f.Rows, func(m *manifest.Meta) { m.CodeCutoff = oldestCode }, "code_cutoff"},
+		{"a max-sessions group of an account not recorded", f.Rows, func(m *manifest.Meta) { m.TopAccounts = m.TopAccounts[:1] }, "max_sessions_accounts"},
+		{"a group larger than its to_delete", f.Rows, func(m *manifest.Meta) { m.TopAccounts[0].ToDelete-- }, "to_delete"},
+		{"max-sessions rows of a plan with --maxSessions 0", f.Rows, func(m *manifest.Meta) { m.Flags["maxSessions"] = "0" }, "max-sessions was off"},
+		{"token-age rows of a plan with token-age off", f.Rows, func(m *manifest.Meta) { m.TokenCutoff = 0 }, "token-age stage was off"},
+	}
+	before := db.Checksums(t)
+	for i, c := range cases {
+		path, _ := appliertest.WriteManifestEdited(t, dir, fmt.Sprintf("forged-%d.parquet", i), c.rows, time.Now(), src, c.edit)
+		code, _, stderr := run(t, applyArgs(db, path)...) // approved by its own SHA-256
+		if line := oneErrorLine(t, stderr); code != exitInit || !strings.Contains(line, "refused") || !strings.Contains(line, c.want) {
+			t.Errorf("%s: exit %d, %q; want exit 2, refused, naming %q", c.name, code, line, c.want)
+		}
+		if code, out, _ := run(t, "inspect", path); code != exitInit {
+			t.Errorf("%s: inspect showed a forged file (exit %d):\n%s", c.name, code, out)
+		}
+	}
+	if !sameChecksums(before, db.Checksums(t)) {
+		t.Fatal("a forged manifest changed the database")
 	}
 }

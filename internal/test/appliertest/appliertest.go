@@ -475,6 +475,14 @@ func WriteManifest(t testing.TB, dir, name string, rows []manifest.Row, plannedA
 // WriteManifestFrom is WriteManifest with the plan's source database.
 func WriteManifestFrom(t testing.TB, dir, name string, rows []manifest.Row, plannedAt time.Time, src manifest.Source) (string, string) {
 	t.Helper()
+	return WriteManifestEdited(t, dir, name, rows, plannedAt, src, nil)
+}
+
+// WriteManifestEdited is WriteManifestFrom with the metadata edited by edit
+// before it is written: a forger's file, its digest and counts computed
+// honestly by the writer, its recorded rules whatever edit made them.
+func WriteManifestEdited(t testing.TB, dir, name string, rows []manifest.Row, plannedAt time.Time, src manifest.Source, edit func(*manifest.Meta)) (string, string) {
+	t.Helper()
 	path := filepath.Join(dir, name)
 	w, err := manifest.Create(path)
 	if err != nil {
@@ -486,8 +494,12 @@ func WriteManifestFrom(t testing.TB, dir, name string, rows []manifest.Row, plan
 			t.Fatalf("manifest row: %v", err)
 		}
 	}
-	if _, err := w.Commit(manifest.Meta{ToolVersion: "test", PlannedAt: plannedAt, Now: Now, TokenCutoff: Cutoff, CodeCutoff: Cutoff,
-		Flags: map[string]string{"maxTokenAge": "30 days", "maxSessions": "5"}, Source: src, TopAccounts: TopAccounts(rows)}); err != nil {
+	meta := manifest.Meta{ToolVersion: "test", PlannedAt: plannedAt, Now: Now, TokenCutoff: Cutoff, CodeCutoff: Cutoff,
+		Flags: map[string]string{"maxTokenAge": "30 days", "maxSessions": "5"}, Source: src, TopAccounts: TopAccounts(rows)}
+	if edit != nil {
+		edit(&meta)
+	}
+	if _, err := w.Commit(meta); err != nil {
 		t.Fatal(err)
 	}
 	sum, err := manifest.FileSHA256(path)
