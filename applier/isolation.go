@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 
 	"prune-tokens/internal/dbconn"
@@ -64,8 +65,18 @@ func checkIsolation(ctx context.Context, conn *sql.Conn) error {
 
 // preflightIsolation opens a session as apply's batches will and checks
 // its isolation level before the first batch, so a server that will not
-// give it is refused at the start (exit 2), not at the first batch.
+// give it is refused at the start (exit 2), not at the first batch. Only
+// that refusal counts here: a cut or stalled statement is the batches'
+// connection's to retry, and it checks the level again.
 func preflightIsolation(ctx context.Context, db *sql.DB) error {
+	var ie *isolationError
+	if err := sessionIsolation(ctx, db); errors.As(err, &ie) {
+		return err
+	}
+	return nil
+}
+
+func sessionIsolation(ctx context.Context, db *sql.DB) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)

@@ -495,7 +495,7 @@ func WriteManifestEdited(t testing.TB, dir, name string, rows []manifest.Row, pl
 		}
 	}
 	meta := manifest.Meta{ToolVersion: "test", PlannedAt: plannedAt, Now: Now, TokenCutoff: Cutoff, CodeCutoff: Cutoff,
-		Flags: map[string]string{"maxTokenAge": "30 days", "maxSessions": "5"}, Source: src, TopAccounts: TopAccounts(rows)}
+		Flags: map[string]string{"maxTokenAge": "30 days", "maxSessions": "5"}, Source: src, TopAccounts: TopAccounts(rows), Snapshot: manifest.SnapshotConsistent}
 	if edit != nil {
 		edit(&meta)
 	}

@@ -38,6 +38,7 @@ type Proxy struct {
 	policy  Policy
 	refuse  bool
 	cutOn   []byte // CutOn's pattern, until a chunk to the server holds it
+	cutSkip int    // chunks holding cutOn to let through first
 	garble  []byte // Garble's pattern
 	cuts    int
 	blind   int // cuts right after forwarding a chunk to the server
@@ -89,10 +90,14 @@ func (p *Proxy) Refuse(on bool) {
 // CutOn arms a one-shot cut: the first chunk towards the server that
 // contains pattern is not forwarded, and its connection is cut. It lets a
 // test hit one chosen statement, whenever the client sends it.
-func (p *Proxy) CutOn(pattern string) {
+func (p *Proxy) CutOn(pattern string) { p.CutOnNth(pattern, 1) }
+
+// CutOnNth is CutOn for the nth chunk towards the server that contains
+// pattern (n >= 1): the ones before pass.
+func (p *Proxy) CutOnNth(pattern string, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cutOn = []byte(pattern)
+	p.cutOn, p.cutSkip = []byte(pattern), n-1
 }
 
 // Garble makes every chunk towards the server that contains pattern reach
@@ -238,8 +243,12 @@ func (p *Proxy) decide(l *link, toServer bool, chunk []byte) (before, after bool
 		}
 	}
 	if toServer && p.cutOn != nil && bytes.Contains(chunk, p.cutOn) {
-		p.cutOn = nil
-		return true, false
+		if p.cutSkip > 0 {
+			p.cutSkip--
+		} else {
+			p.cutOn = nil
+			return true, false
+		}
 	}
 	if p.policy.Prob <= 0 || l.chunks <= p.policy.Spare || l.rng.Float64() >= p.policy.Prob {
 		return false, false

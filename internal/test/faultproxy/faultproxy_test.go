@@ -154,6 +154,29 @@ func TestCutOn(t *testing.T) {
 	}
 }
 
+// TestCutOnNth: the chunks holding the pattern before the nth pass; the
+// nth is cut; a garbled pattern reaches the server changed.
+func TestCutOnNth(t *testing.T) {
+	s := startLineServer(t)
+	p := start(t, s.ln.Addr().String())
+	p.CutOnNth("SET x", 2)
+	c, r := dial(t, p)
+	if got, err := roundTrip(c, r, "SET x = 1"); err != nil || got != "echo SET x = 1" {
+		t.Fatalf("the first line with the pattern: %q, %v", got, err)
+	}
+	if got, err := roundTrip(c, r, "SET x = 2"); err == nil {
+		t.Fatalf("the second line with the pattern got an answer %q", got)
+	}
+	p.Garble("SET y")
+	c2, r2 := dial(t, p)
+	if got, err := roundTrip(c2, r2, "SET y = 3"); err != nil || got != "echo XET y = 3" {
+		t.Fatalf("a garbled line: %q, %v", got, err)
+	}
+	if p.Cuts() != 1 {
+		t.Errorf("Cuts = %d, want 1", p.Cuts())
+	}
+}
+
 // TestCutAfterForward: with every chunk cut, some statements reach the
 // server and still lose their answer: the outcome-unknown case.
 func TestCutAfterForward(t *testing.T) {
