@@ -160,6 +160,8 @@ func (o Options) Validate() error {
 		return errors.New("--redisOnly keeps no checkpoint and is idempotent: it takes neither --checkpoint nor --maxRuntime")
 	case o.DryRun && o.Cache != nil:
 		return errors.New("--dryRun deletes nothing, so it cleans no cache: it takes no --redis")
+	case o.RedisOnly && o.Cache == nil:
+		return errors.New("--redisOnly cleans the Redis session cache: give --redis URL (or PRUNE_TOKENS_REDIS)")
 	case o.Approve == "" && !o.DryRun:
 		// The trust chain starts with a person: nothing is deleted from a
 		// file nobody approved, however well it verifies.
@@ -178,9 +180,6 @@ func (o Options) Validate() error {
 func (o Options) withDefaults() (Options, error) {
 	if err := o.Validate(); err != nil {
 		return o, err
-	}
-	if o.RedisOnly && o.Cache == nil {
-		return o, errors.New("--redisOnly cleans the Redis session cache: give --redis URL (or PRUNE_TOKENS_REDIS)")
 	}
 	o.Approve = strings.ToLower(strings.TrimSpace(o.Approve))
 	if o.BatchSize == 0 {

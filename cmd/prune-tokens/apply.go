@@ -180,13 +180,14 @@ func parseApplyArgs(c *cli.Context) (applier.Options, error) {
 		return o, err
 	}
 	o.RedisOnly = c.Bool(afRedisOnly)
-	// The flags that open something come after Validate, which would
-	// otherwise not see them: say so here, in the same words.
-	switch {
-	case o.RedisOnly && c.String(afRedis) == "":
-		return o, initErrorf("--redisOnly cleans the Redis session cache: give --redis URL (or PRUNE_TOKENS_REDIS)")
-	case o.DryRun && c.String(afRedis) != "":
-		return o, initErrorf("--dryRun deletes nothing, so it cleans no cache: it takes no --redis")
+	if u := c.String(afRedis); u != "" {
+		// Open only parses the URL and connects at first use, so Validate
+		// sees the cache before anything is opened.
+		cache, err := sessioncache.Open(sessioncache.Options{URL: u, KeyPrefix: c.String(afRedisPrefix)})
+		if err != nil {
+			return o, initErrorf("--redis %s: %v", sessioncache.Redact(u), err)
+		}
+		o.Cache = cache
 	}
 	if r := c.String(afReport); c.IsSet(afReport) && (r == "" || r == o.Manifest || r == o.Checkpoint) {
 		return o, initErrorf("--report %q: give a file of its own", r)
@@ -214,20 +215,15 @@ func runApply(c *cli.Context) (err error) {
 		}
 	}()
 	o, err := parseApplyArgs(c)
+	if o.Cache != nil {
+		defer o.Cache.Close()
+	}
 	if err != nil {
 		return err
 	}
 	ob.secrets.Add(o.DSN.Passwd)
 	for _, r := range o.Replicas {
 		ob.secrets.Add(r.Passwd)
-	}
-	if u := c.String(afRedis); u != "" {
-		cache, err := sessioncache.Open(sessioncache.Options{URL: u, KeyPrefix: c.String(afRedisPrefix)})
-		if err != nil {
-			return initErrorf("--redis %s: %v", sessioncache.Redact(u), err)
-		}
-		defer cache.Close()
-		o.Cache = cache
 	}
 	if err := rep.start(); err != nil {
 		return initError(err)
