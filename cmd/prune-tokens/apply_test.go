@@ -65,6 +65,8 @@ func TestApplyRefusesBadFlags(t *testing.T) {
 		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--approve", ""}, "--approve is empty"},
 		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--dryRun", "--checkpoint", "c"}, "--dryRun"},
 		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--checkpoint", "m"}, "same file"},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--redisOnly"}, "--redisOnly cleans the Redis session cache: give --redis"},
+		{[]string{"apply", "--dsn", dsn, "--manifest", "m", "--dryRun", "--redis", "redis://127.0.0.1:1/0"}, "it takes no --redis"},
 		{[]string{"apply", "--dsn", dsn, "m.parquet"}, "takes no arguments"},
 		{[]string{"apply", "--dsn", "user:secret@tcp(127.0.0.1:1)/fxa", "--manifest", filepath.Join(t.TempDir(), "none.parquet"), "--approve", strings.Repeat("0", 64)}, "none.parquet"},
 	} {
