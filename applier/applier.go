@@ -465,7 +465,9 @@ func (r *run) loop(ctx context.Context, mr *manifest.Reader, st *State) error {
 		began := time.Now()
 		out, err := r.batch(ctx, sec, batch, st.Next)
 		if r.gov != nil && err == nil {
-			r.gov.thr.Observe(len(batch), time.Since(began))
+			// The attempt that committed, not the failed ones and the
+			// back-off before it: those say nothing of the batch's size.
+			r.gov.thr.Observe(len(batch), out.took)
 		}
 		if !o.DryRun {
 			o.Metrics.BatchEnd(metrics.Batch{Stage: sec.Stage, Table: sec.Table, Deleted: out.Deleted, Gone: out.Gone,
@@ -562,6 +564,7 @@ func (r *run) failed(st *State, err error) error {
 func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.Row, at int64) (outcome, error) {
 	pol := r.o.Retry
 	for attempt := 0; ; attempt++ {
+		began := time.Now()
 		c, err := r.try(ctx, sec, rows)
 		if err != nil && r.fast && !r.o.DryRun && refusedStatement(err) {
 			// The batch was rolled back. An engine that cannot run the
@@ -572,9 +575,11 @@ func (r *run) batch(ctx context.Context, sec manifest.Section, rows []manifest.R
 			fmt.Fprintf(r.o.Out, "note        the server refused apply's batch statements (%s); each batch now sends them one at a time (docs/apply.md)\n",
 				logging.OneLine(err.Error()))
 			r.dropConn()
+			began = time.Now()
 			c, err = r.try(ctx, sec, rows)
 		}
 		if err == nil {
+			c.took = time.Since(began)
 			return c, nil
 		}
 		var ce *checkpointErr

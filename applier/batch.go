@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -139,6 +140,8 @@ func classify(sec manifest.Section, rows []manifest.Row, found map[string]curren
 type outcome struct {
 	Counts
 	removed []manifest.Row
+	// took is how long the attempt that committed took (set by run.batch).
+	took time.Duration
 }
 
 // removedRows are the rows a committed batch leaves out of their table: the

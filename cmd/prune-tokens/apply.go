@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,9 @@ const (
 	afReport         = "report"
 )
 
+// envReplicas holds the replicas' DSNs, separated by spaces.
+const envReplicas = "PRUNE_TOKENS_REPLICAS"
+
 func applyCommand() *cli.Command {
 	cmd := &cli.Command{
 		Name:  "apply",
@@ -66,7 +70,7 @@ func applyCommand() *cli.Command {
 			&cli.StringFlag{Name: afLockWait, Value: duration.Format(applier.DefaultLockWait), Usage: "wait up to `DURATION` for the named lock " + applier.LockName + " another apply holds, then exit 3 (rerun to continue)"},
 			&cli.BoolFlag{Name: afDryRun, Usage: "verify, connect and report what would be deleted, already gone or skipped; delete nothing"},
 			&cli.StringFlag{Name: afMaxManifestAge, Value: duration.Format(applier.DefaultMaxManifestAge), Usage: "refuse a manifest planned longer ago than `DURATION` (0 = no limit)"},
-			&cli.StringSliceFlag{Name: afReplica, EnvVars: []string{"PRUNE_TOKENS_REPLICAS"}, Usage: "watch the replica at `DSN` for lag (repeat the flag, or comma-separate in the environment); the worst counts"},
+			&cli.StringSliceFlag{Name: afReplica, EnvVars: []string{envReplicas}, Usage: "watch the replica at `DSN` for lag (repeat the flag; in the environment, separate them with spaces); the worst counts"},
 			&cli.StringFlag{Name: afMaxReplicaLag, Value: duration.Format(throttle.DefaultMaxReplicaLag), Usage: "hold apply while a replica lags more than `DURATION`, or cannot be read"},
 			&cli.StringFlag{Name: afHeartbeat, Usage: "read lag from a pt-heartbeat `DB.TABLE` on each replica (sub-second) instead of SHOW REPLICA STATUS"},
 			&cli.StringSliceFlag{Name: afMaxLoad, Usage: "hold apply while a global status variable is above a limit: `VAR=N[,VAR=N]`, e.g. Threads_running=25"},
@@ -90,7 +94,12 @@ func applyCommand() *cli.Command {
 
 // parseThrottleArgs reads the throttling and run-control flags.
 func parseThrottleArgs(c *cli.Context, o *applier.Options) error {
-	for _, dsn := range c.StringSlice(afReplica) {
+	dsns := c.StringSlice(afReplica)
+	if env := os.Getenv(envReplicas); len(dsns) == 1 && dsns[0] == env {
+		// From the environment, one variable: the DSNs separated by spaces.
+		dsns = strings.Fields(env)
+	}
+	for _, dsn := range dsns {
 		cfg, err := dbconn.ParseServer(strings.TrimSpace(dsn))
 		if err != nil {
 			return initErrorf("invalid --%s: %v", afReplica, err)

@@ -61,7 +61,10 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler:  func(*cli.Context, error) {},
 		OnUsageError:    usageError,
 		HideHelpCommand: true,
-		Metadata:        map[string]any{metaSecrets: &logging.Secrets{}},
+		// A DSN may hold commas (in a password, in its parameters): a
+		// repeated flag gives one value each, never split.
+		DisableSliceFlagSeparator: true,
+		Metadata:                  map[string]any{metaSecrets: &logging.Secrets{}},
 		// completion's scripts call "prune-tokens ... --generate-bash-completion".
 		EnableBashCompletion: true,
 		BashComplete:         complete,

@@ -40,6 +40,8 @@ func TestApplyThrottleFlags(t *testing.T) {
 		{[]string{"--pauseFile", "x", "--stopFile", "x"}, "same file"},
 		{[]string{"--stopFile", stop}, "already exists"},
 		{[]string{"--replica", "root@tcp(127.0.0.1:1)/", "--maxReplicaLag", "1s"}, "127.0.0.1:1"},
+		// A comma in the password: one replica, unreachable, not two bad DSNs.
+		{[]string{"--replica", "root:pa,ss@tcp(127.0.0.1:1)/", "--maxReplicaLag", "1s"}, "replica 127.0.0.1:1/: connect"},
 	} {
 		code, _, stderr := run(t, applyArgs(db, path, c.args...)...)
 		line := oneErrorLine(t, stderr)
