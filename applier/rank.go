@@ -39,6 +39,9 @@ func keepRuleOf(m *manifest.Meta) keepRule {
 // it kept back. With lock, the reads hold the accounts' sessions until the
 // transaction ends (rankCutSQL).
 func rankAtDelete(ctx context.Context, q querier, eligible []manifest.Row, cur []current, keep keepRule, lock bool) ([]manifest.Row, []current, int64, error) {
+	if keep == nil {
+		return eligible, cur, 0, nil
+	}
 	cuts := map[string]*rankCut{}
 	for _, r := range eligible {
 		if _, done := cuts[string(r.UID)]; done {
