@@ -41,6 +41,11 @@ func HasHistoryLength(ctx context.Context, db *sql.DB) bool {
 // heartbeat lag: clocks drift by microseconds a minute.
 const clockEvery = time.Minute
 
+// clockMaxAge bounds how long an offset is used while the primary cannot be
+// read to measure it again: past it, heartbeat lag is unknown, and apply
+// holds, rather than trust a clock that may have been stepped since.
+const clockMaxAge = 5 * clockEvery
+
 // reading is what one check found, before it is judged against the limits.
 type reading struct {
 	at       time.Time
@@ -325,8 +330,8 @@ func (t *Throttler) primaryClock(ctx context.Context) (*primaryClock, error) {
 	err := t.cfg.Primary.QueryRowContext(ctx, "SELECT @@server_id, UTC_TIMESTAMP(6)").Scan(&id, &now)
 	after := time.Now()
 	if err != nil {
-		if c != nil {
-			// An offset a little older than a minute is still good.
+		if c != nil && time.Since(c.measuredAt) < clockMaxAge {
+			// An offset a few minutes old is still good.
 			return c, nil
 		}
 		return nil, readErr(ctx, err, t.cfg.ReadTimeout)
