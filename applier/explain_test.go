@@ -76,6 +76,9 @@ func TestStatementPlans(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, s := range stmts {
+				if !strings.Contains(s.query, " FROM ") {
+					continue // reads no table (the batch's counts)
+				}
 				plan := explain(t, conn, s)
 				if n == 1 && plan[0]["Extra"] == "Impossible WHERE noticed after reading const tables" {
 					// The optimizer read the one listed row (and its

@@ -235,41 +235,65 @@ func presentKeysSQL(table string, rows []manifest.Row) (string, []any, error) {
 	return "SELECT " + cols + " FROM " + s.name + " WHERE " + where, args, nil
 }
 
-// guardedSessionsSQL is a batch of token-age sessions as two DELETEs,
+// guardedSessionsSQL is a batch of token-age sessions as three statements,
 // which deleteGuardedSessions sends in one round trip after START
-// TRANSACTION, the guard living in each DELETE itself: the listed session
-// still exactly as planned and without a device.
+// TRANSACTION, the guard living in the DELETE itself:
 //
-//  1. DELETE the unverifiedTokens rows of those sessions; its row count is
-//     the unverifiedTokens rows the batch deletes;
-//  2. DELETE those sessions; its row count is the sessions deleted.
+//  1. count the unverifiedTokens rows of the listed sessions still there,
+//     a consistent read that locks nothing (unverifiedCountSQL);
+//  2. DELETE the listed sessions still exactly as planned and without a
+//     device, with their unverifiedTokens rows. The key list drives it on
+//     the primary key (forced: a scan, which a small table's statistics
+//     can make look cheaper, would lock every row); the plan match is one
+//     CONCAT of key, uid and createdAt compared with a list (planMatch),
+//     which no index can serve, so it never reaches the range optimizer;
+//     the device check is an anti-join naming uid, so it probes
+//     UQ_devices_sessionTokenId and, in a DELETE, locks the gap where a
+//     device would go;
+//  3. read the DELETE's row count (sessions and unverifiedTokens rows
+//     together) and the count of statement 1. When the row count minus
+//     that count is the listed sessions, every listed session went with
+//     the unverifiedTokens rows counted; otherwise unverifiedCountSQL
+//     counts again and the difference splits the row count
+//     (deleteGuardedSessions).
 //
-// The key list drives both on the primary key (forced, and the sessions
-// read before their unverifiedTokens rows: a scan, which a small table's
-// statistics can make look cheaper, would lock every row); the plan match is one
-// CONCAT of key, uid and createdAt compared with a list (planMatch), which
-// no index can serve, so it never reaches the range optimizer; the device
-// check is an anti-join naming uid, so it probes UQ_devices_sessionTokenId
-// and, in a DELETE, locks the gap where a device would go. The first
-// statement locks the listed sessions it reads, so what it saw eligible is
-// what the second deletes, and each statement's own count splits what
-// went between the two tables: no lock on any key range, so no row of a
-// session the manifest does not list is held.
+// Only the DELETE locks: the listed sessions it reads, their
+// unverifiedTokens rows and the gaps its guard needs; no row of a session
+// the manifest does not list.
 func guardedSessionsSQL(rows []manifest.Row) []statement {
-	keys := make([]any, 0, 2*len(rows))
+	ids := make([]any, 0, len(rows))
 	for _, r := range rows {
-		keys = append(keys, r.ID)
+		ids = append(ids, r.ID)
 	}
+	keys := make([]any, 0, 2*len(rows))
+	keys = append(keys, ids...)
 	for _, r := range rows {
 		keys = append(keys, planMatch(r))
 	}
 	in := placeholders(len(rows))
-	guard := " LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
-		" WHERE s.tokenId IN (" + in + ") AND d.id IS NULL AND CONCAT(s.tokenId, s.uid, s.createdAt) IN (" + in + ")"
+	count, _ := unverifiedCountSQL(rows)
 	return []statement{
-		{"DELETE u FROM sessionTokens s FORCE INDEX (PRIMARY) STRAIGHT_JOIN unverifiedTokens u ON u.tokenId = s.tokenId" + guard, keys},
-		{"DELETE s FROM sessionTokens s FORCE INDEX (PRIMARY)" + guard, keys},
+		{strings.Replace(count, "SELECT COUNT(*)", "SELECT COUNT(*) INTO @prune_tokens_unverified", 1), ids},
+		{"DELETE s, u FROM sessionTokens s FORCE INDEX (PRIMARY) LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId" +
+			" LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
+			" WHERE s.tokenId IN (" + in + ") AND d.id IS NULL AND CONCAT(s.tokenId, s.uid, s.createdAt) IN (" + in + ")", keys},
+		{"SELECT ROW_COUNT(), @prune_tokens_unverified", nil},
 	}
+}
+
+// unverifiedCountSQL counts the unverifiedTokens rows of the listed
+// sessions still there (guardedSessionsSQL, statement 1). It is a
+// consistent read, locking nothing: read twice in one transaction, before
+// and after the DELETE, it sees the same snapshot but for the
+// transaction's own deletes, so the difference is exactly the rows the
+// DELETE removed among them, whatever the service changed meanwhile.
+func unverifiedCountSQL(rows []manifest.Row) (string, []any) {
+	ids := make([]any, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	return "SELECT COUNT(*) FROM sessionTokens s FORCE INDEX (PRIMARY) STRAIGHT_JOIN unverifiedTokens u ON u.tokenId = s.tokenId" +
+		" WHERE s.tokenId IN (" + placeholders(len(rows)) + ")", ids
 }
 
 // planMatch is what CONCAT(tokenId, uid, createdAt) gives for the row as
