@@ -370,44 +370,28 @@ func commit(ctx context.Context, conn *sql.Conn, beforeCommit func() error) erro
 
 // deleteGuardedSessions is deleteBatchFast for token-age sessions. The
 // first round trip deletes every listed session still exactly as planned
-// and without a device, with its unverifiedTokens row, and tells what went
-// (guardedSessionsSQL); when every listed session went, the second commits:
-// the round trips of the plain delete loop's BEGIN and COMMIT. Only a batch
-// with fewer deleted than listed counts the listed unverifiedTokens rows
-// again and reads, before it commits, which listed sessions are still
-// there: those a guard kept; the rest were already gone.
+// and without a device, with its unverifiedTokens row, and tells how many
+// of each went (guardedSessionsSQL); when every listed session went, the
+// second commits: the round trips of the plain delete loop's BEGIN and
+// COMMIT. Only a batch with fewer deleted than listed reads, before it
+// commits, which listed sessions are still there: those a guard kept; the
+// rest were already gone.
 func deleteGuardedSessions(ctx context.Context, conn *sql.Conn, rows []manifest.Row, beforeCommit func() error, open *bool) (outcome, error) {
 	q, err := inlineHex(joinStatements(guardedSessionsSQL(rows)))
 	if err != nil {
 		return outcome{}, err
 	}
 	*open = true
-	affected, before, err := countedDelete(ctx, conn, "START TRANSACTION; "+q)
+	affected, unverified, err := countedDelete(ctx, conn, "START TRANSACTION; "+q)
 	if err != nil {
 		return outcome{}, err
 	}
-	listed := int64(len(rows))
-	c := Counts{Deleted: listed, Unverified: before}
-	if affected-before != listed {
-		// Some listed session stayed or was gone (or the service changed
-		// an unverifiedTokens row since the count): count again, in the
-		// same snapshot, to split the row count.
-		cq, err := inlineHex(unverifiedCountSQL(rows))
-		if err != nil {
-			return outcome{}, err
-		}
-		var after int64
-		if err := queryRow(ctx, conn, cq, nil, &after); err != nil {
-			return outcome{}, fmt.Errorf("count unverifiedTokens: %w", err)
-		}
-		c.Unverified = before - after
-		c.Deleted = affected - c.Unverified
-	}
+	c := Counts{Deleted: affected - unverified, Unverified: unverified}
 	// Each listed session has at most one unverifiedTokens row (its key is
 	// the session's), and only a deleted session's goes with it.
-	if c.Unverified < 0 || c.Unverified > c.Deleted || c.Deleted > listed {
+	if c.Unverified < 0 || c.Unverified > c.Deleted || c.Deleted > int64(len(rows)) {
 		return outcome{}, fmt.Errorf("sessionTokens: the batch's counts do not add up (%d rows deleted, %d of them unverifiedTokens rows, %d sessions listed); rolled back",
-			affected, c.Unverified, listed)
+			affected, unverified, len(rows))
 	}
 	removed, err := settleShort(ctx, conn, manifest.TableSessionTokens, rows, &c)
 	if err != nil {
@@ -421,9 +405,9 @@ func deleteGuardedSessions(ctx context.Context, conn *sql.Conn, rows []manifest.
 }
 
 // countedDelete sends the guarded batch's round trip (its values written
-// in) and reads the DELETE's row count and the unverifiedTokens rows the
-// listed sessions had before it.
-func countedDelete(ctx context.Context, conn *sql.Conn, q string) (affected, before int64, err error) {
+// in) and reads its counts: the rows the DELETE removed, and how many of
+// them were unverifiedTokens rows.
+func countedDelete(ctx context.Context, conn *sql.Conn, q string) (affected, unverified int64, err error) {
 	res, err := conn.QueryContext(ctx, q)
 	if err != nil {
 		return 0, 0, fmt.Errorf("delete from sessionTokens: %w", err)
@@ -432,7 +416,7 @@ func countedDelete(ctx context.Context, conn *sql.Conn, q string) (affected, bef
 	n := 0
 	for {
 		for res.Next() {
-			if err := res.Scan(&affected, &before); err != nil {
+			if err := res.Scan(&affected, &unverified); err != nil {
 				return 0, 0, fmt.Errorf("delete from sessionTokens: %w", err)
 			}
 			n++
@@ -447,7 +431,7 @@ func countedDelete(ctx context.Context, conn *sql.Conn, q string) (affected, bef
 	if n != 1 {
 		return 0, 0, fmt.Errorf("sessionTokens: %d result rows for the batch's counts, want 1; rolled back", n)
 	}
-	return affected, before, nil
+	return affected, unverified, nil
 }
 
 // deleteSessionsFast is deleteBatchFast for a section of max-sessions

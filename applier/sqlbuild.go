@@ -239,8 +239,8 @@ func presentKeysSQL(table string, rows []manifest.Row) (string, []any, error) {
 // which deleteGuardedSessions sends in one round trip after START
 // TRANSACTION, the guard living in the DELETE itself:
 //
-//  1. count the unverifiedTokens rows of the listed sessions still there,
-//     a consistent read that locks nothing (unverifiedCountSQL);
+//  1. count the unverifiedTokens rows of the listed keys (unverifiedCountSQL),
+//     a consistent read that locks nothing;
 //  2. DELETE the listed sessions still exactly as planned and without a
 //     device, with their unverifiedTokens rows. The key list drives it on
 //     the primary key (forced: a scan, which a small table's statistics
@@ -251,49 +251,43 @@ func presentKeysSQL(table string, rows []manifest.Row) (string, []any, error) {
 //     UQ_devices_sessionTokenId and, in a DELETE, locks the gap where a
 //     device would go;
 //  3. read the DELETE's row count (sessions and unverifiedTokens rows
-//     together) and the count of statement 1. When the row count minus
-//     that count is the listed sessions, every listed session went with
-//     the unverifiedTokens rows counted; otherwise unverifiedCountSQL
-//     counts again and the difference splits the row count
-//     (deleteGuardedSessions).
+//     together) and how many of those were unverifiedTokens rows: the
+//     count of statement 1 less the same count again. Both counts read the
+//     transaction's one snapshot, the second with the transaction's own
+//     deletes, so the difference is exactly what the DELETE removed from
+//     unverifiedTokens, whatever the service changed meanwhile.
 //
 // Only the DELETE locks: the listed sessions it reads, their
 // unverifiedTokens rows and the gaps its guard needs; no row of a session
 // the manifest does not list.
 func guardedSessionsSQL(rows []manifest.Row) []statement {
-	ids := make([]any, 0, len(rows))
-	for _, r := range rows {
-		ids = append(ids, r.ID)
-	}
 	keys := make([]any, 0, 2*len(rows))
-	keys = append(keys, ids...)
+	for _, r := range rows {
+		keys = append(keys, r.ID)
+	}
 	for _, r := range rows {
 		keys = append(keys, planMatch(r))
 	}
 	in := placeholders(len(rows))
-	count, _ := unverifiedCountSQL(rows)
+	count, ids := unverifiedCountSQL(rows)
 	return []statement{
 		{strings.Replace(count, "SELECT COUNT(*)", "SELECT COUNT(*) INTO @prune_tokens_unverified", 1), ids},
 		{"DELETE s, u FROM sessionTokens s FORCE INDEX (PRIMARY) LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId" +
 			" LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
 			" WHERE s.tokenId IN (" + in + ") AND d.id IS NULL AND CONCAT(s.tokenId, s.uid, s.createdAt) IN (" + in + ")", keys},
-		{"SELECT ROW_COUNT(), @prune_tokens_unverified", nil},
+		{strings.Replace(count, "SELECT COUNT(*)", "SELECT ROW_COUNT(), @prune_tokens_unverified - COUNT(*)", 1), ids},
 	}
 }
 
-// unverifiedCountSQL counts the unverifiedTokens rows of the listed
-// sessions still there (guardedSessionsSQL, statement 1). It is a
-// consistent read, locking nothing: read twice in one transaction, before
-// and after the DELETE, it sees the same snapshot but for the
-// transaction's own deletes, so the difference is exactly the rows the
-// DELETE removed among them, whatever the service changed meanwhile.
+// unverifiedCountSQL counts the unverifiedTokens rows of the listed keys
+// (guardedSessionsSQL). It is a consistent read, locking nothing, by the
+// table's own primary key, which is the sessions' key.
 func unverifiedCountSQL(rows []manifest.Row) (string, []any) {
 	ids := make([]any, len(rows))
 	for i, r := range rows {
 		ids[i] = r.ID
 	}
-	return "SELECT COUNT(*) FROM sessionTokens s FORCE INDEX (PRIMARY) STRAIGHT_JOIN unverifiedTokens u ON u.tokenId = s.tokenId" +
-		" WHERE s.tokenId IN (" + placeholders(len(rows)) + ")", ids
+	return "SELECT COUNT(*) FROM unverifiedTokens FORCE INDEX (PRIMARY) WHERE tokenId IN (" + placeholders(len(rows)) + ")", ids
 }
 
 // planMatch is what CONCAT(tokenId, uid, createdAt) gives for the row as
