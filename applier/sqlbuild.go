@@ -1,6 +1,7 @@
 package applier
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"strconv"
@@ -239,8 +240,8 @@ func presentKeysSQL(table string, rows []manifest.Row) (string, []any, error) {
 // which deleteGuardedSessions sends in one round trip after START
 // TRANSACTION, the guard living in the DELETE itself:
 //
-//  1. count the unverifiedTokens rows of the listed keys (unverifiedCountSQL),
-//     a consistent read that locks nothing;
+//  1. count the unverifiedTokens rows in the range of keys the batch spans
+//     (unverifiedCountSQL), a consistent read that locks nothing;
 //  2. DELETE the listed sessions still exactly as planned and without a
 //     device, with their unverifiedTokens rows. The key list drives it on
 //     the primary key (forced: a scan, which a small table's statistics
@@ -279,15 +280,32 @@ func guardedSessionsSQL(rows []manifest.Row) []statement {
 	}
 }
 
-// unverifiedCountSQL counts the unverifiedTokens rows of the listed keys
-// (guardedSessionsSQL). It is a consistent read, locking nothing, by the
-// table's own primary key, which is the sessions' key.
+// unverifiedCountSQL counts the unverifiedTokens rows between the batch's
+// lowest and highest key (guardedSessionsSQL): every row the DELETE can
+// remove is in that range. It is a consistent read, locking nothing, so
+// the range may hold other sessions' rows: they count the same before and
+// after. A range scan reads sequentially, and a manifest's batches follow
+// its key order, so the ranges of a run's batches do not overlap: the
+// counts read unverifiedTokens about twice over the whole run, however
+// dense or sparse the manifest (a format-1 manifest, in createdAt order,
+// spans the whole table a batch).
 func unverifiedCountSQL(rows []manifest.Row) (string, []any) {
-	ids := make([]any, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
+	lo, hi := keyRange(rows)
+	return "SELECT COUNT(*) FROM unverifiedTokens FORCE INDEX (PRIMARY) WHERE tokenId BETWEEN ? AND ?", []any{lo, hi}
+}
+
+// keyRange is the lowest and the highest ID of rows.
+func keyRange(rows []manifest.Row) (lo, hi []byte) {
+	lo, hi = rows[0].ID, rows[0].ID
+	for _, r := range rows[1:] {
+		if bytes.Compare(r.ID, lo) < 0 {
+			lo = r.ID
+		}
+		if bytes.Compare(r.ID, hi) > 0 {
+			hi = r.ID
+		}
 	}
-	return "SELECT COUNT(*) FROM unverifiedTokens FORCE INDEX (PRIMARY) WHERE tokenId IN (" + placeholders(len(rows)) + ")", ids
+	return lo, hi
 }
 
 // planMatch is what CONCAT(tokenId, uid, createdAt) gives for the row as

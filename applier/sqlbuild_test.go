@@ -81,16 +81,16 @@ func TestSQLBuilders(t *testing.T) {
 		{"unblock code keys still there", with(presentKeysSQL(manifest.TableUnblockCodes, one)),
 			"SELECT uid, unblockCodeHash FROM unblockCodes WHERE (uid = ? AND unblockCodeHash = ?)", []any{u1, id1}},
 	}
-	guarded := guardedSessionsSQL([]manifest.Row{two[1], two[0]}) // in the batch's order
+	guarded := guardedSessionsSQL([]manifest.Row{two[1], two[0]}) // any order: the range is lowest to highest
 	m1, m2 := planMatch(two[0]), planMatch(two[1])
 	for i, want := range []struct {
 		q    string
 		args []any
 	}{
-		{"SELECT COUNT(*) INTO @prune_tokens_unverified FROM unverifiedTokens FORCE INDEX (PRIMARY) WHERE tokenId IN (?, ?)", []any{id2, id1}},
+		{"SELECT COUNT(*) INTO @prune_tokens_unverified FROM unverifiedTokens FORCE INDEX (PRIMARY) WHERE tokenId BETWEEN ? AND ?", []any{id1, id2}},
 		{"DELETE s, u FROM sessionTokens s FORCE INDEX (PRIMARY) LEFT JOIN unverifiedTokens u ON u.tokenId = s.tokenId LEFT JOIN devices d ON d.uid = s.uid AND d.sessionTokenId = s.tokenId" +
 			" WHERE s.tokenId IN (?, ?) AND d.id IS NULL AND CONCAT(s.tokenId, s.uid, s.createdAt) IN (?, ?)", []any{id2, id1, m2, m1}},
-		{"SELECT ROW_COUNT(), @prune_tokens_unverified - COUNT(*) FROM unverifiedTokens FORCE INDEX (PRIMARY) WHERE tokenId IN (?, ?)", []any{id2, id1}},
+		{"SELECT ROW_COUNT(), @prune_tokens_unverified - COUNT(*) FROM unverifiedTokens FORCE INDEX (PRIMARY) WHERE tokenId BETWEEN ? AND ?", []any{id1, id2}},
 	} {
 		cases = append(cases, struct {
 			name     string
