@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"prune-tokens/internal/dbconn"
 	"prune-tokens/internal/test/appliertest"
 	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/internal/test/faultproxy"
@@ -21,25 +20,14 @@ func TestRefusesSessionBelowRepeatableRead(t *testing.T) {
 	db := dbtest.New(t)
 	f := appliertest.New(t, db, 31, appliertest.Small)
 	path, _ := f.Manifest(t, t.TempDir())
-	cfg, err := dbconn.Parse(db.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := faultproxy.Start(cfg.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
+	proxy, cfg := faultproxy.Between(t, db.DSN)
+	cfg.Params = map[string]string{"tx_isolation": "'READ-COMMITTED'"} // go-sql-driver sets it on every new connection
 	o := options(t, db, path)
-	o.DSN.Addr = proxy.Addr()
-	if o.DSN.Params == nil {
-		o.DSN.Params = map[string]string{}
-	}
-	o.DSN.Params["tx_isolation"] = "'READ-COMMITTED'" // go-sql-driver sets it on every new connection
+	o.DSN = cfg
 	before := db.Checksums(t)
 
 	proxy.Garble("SET SESSION TRANSACTION ISOLATION LEVEL")
-	_, err = Run(context.Background(), o)
+	_, err := Run(context.Background(), o)
 	if !IsInit(err) || !strings.Contains(err.Error(), "READ-COMMITTED") || !strings.Contains(err.Error(), "REPEATABLE READ") {
 		t.Fatalf("err = %v; want an init error naming the level in force and the one needed", err)
 	}

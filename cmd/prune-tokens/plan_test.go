@@ -17,7 +17,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"prune-tokens/internal/dbconn"
 	"prune-tokens/internal/test/clitest"
 	"prune-tokens/internal/test/dbtest"
 	"prune-tokens/internal/test/faultproxy"
@@ -514,17 +513,8 @@ func TestDuckDBReadsManifest(t *testing.T) {
 func TestPlanRecordsNoConsistentSnapshot(t *testing.T) {
 	db := dbtest.New(t)
 	seedPlanDB(t, db)
-	cfg, err := dbconn.Parse(db.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := faultproxy.Start(cfg.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
+	proxy, cfg := faultproxy.Between(t, db.DSN)
 	proxy.Garble("SET SESSION TRANSACTION ISOLATION LEVEL")
-	cfg.Addr = proxy.Addr()
 	cfg.Params = map[string]string{"tx_isolation": "'READ-COMMITTED'"}
 	out := filepath.Join(t.TempDir(), "plan.parquet")
 	code, stdout, stderr := run(t, planFlags(cfg.FormatDSN(), out)...)

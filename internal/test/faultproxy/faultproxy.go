@@ -13,6 +13,9 @@ import (
 	"math/rand"
 	"net"
 	"sync"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Policy decides about random cuts. The zero value never cuts.
@@ -302,4 +305,21 @@ func reset(c net.Conn) {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Close()
+}
+
+// Between starts a proxy in front of the server of a go-sql-driver DSN, for
+// the test's duration, and returns it with the DSN's config pointing at it.
+func Between(t testing.TB, dsn string) (*Proxy, *mysql.Config) {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Start(cfg.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	cfg.Addr = p.Addr()
+	return p, cfg
 }
