@@ -164,6 +164,13 @@ func runPlan(c *cli.Context) error {
 		return err
 	}
 	a.opts.Observer = ob.sink
+	for _, name := range []string{flagMaxTokenAge, flagMaxCodeAge} {
+		// Accepted, as the old tool accepted it, but rarely meant.
+		if meaning, ok := duration.SuspectBare(c.String(name)); ok {
+			ob.log.Warn(fmt.Sprintf("prune-tokens: warning: --%s %s is %s (a bare number is milliseconds, as in the old tool)", name, c.String(name), meaning),
+				logging.KeyReason, "bare number under a day")
+		}
+	}
 	if err := refuseExisting(flagOut, a.out); err != nil {
 		return err
 	}

@@ -537,3 +537,30 @@ func TestPlanRecordsNoConsistentSnapshot(t *testing.T) {
 		t.Errorf("apply's header does not say %q:\n%s", want, dry)
 	}
 }
+
+// TestPlanWarnsOnBareShortAge: "--maxTokenAge 30" is 30 milliseconds, as
+// the old tool read it, and plans the deletion of nearly every session.
+// plan still accepts it, but says so on stderr and marks the rules table
+// of its summary (and so of inspect) with what it means.
+func TestPlanWarnsOnBareShortAge(t *testing.T) {
+	db := dbtest.New(t)
+	seedPlanDB(t, db)
+	out := filepath.Join(t.TempDir(), "plan.parquet")
+	args := append(planFlags(db.DSN, out), "--maxTokenAge", "30")
+	code, stdout, stderr := run(t, args...)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	const meaning = "30 ms; did you mean 30-days?"
+	if !strings.Contains(stderr, "--maxTokenAge 30 is "+meaning) {
+		t.Errorf("no warning on stderr:\n%s", stderr)
+	}
+	if strings.Contains(stderr, "--maxCodeAge") {
+		t.Errorf("warned about --maxCodeAge 30-days, which is meant:\n%s", stderr)
+	}
+	for what, text := range map[string]string{"plan": stdout, "inspect": func() string { _, s, _ := run(t, "inspect", out); return s }()} {
+		if !strings.Contains(text, "maxTokenAge 30 (WARNING: "+meaning+")") {
+			t.Errorf("%s's rules table lacks the mark:\n%s", what, text)
+		}
+	}
+}

@@ -86,3 +86,16 @@ func Format(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// SuspectBare says whether s is a bare number (milliseconds, as the old
+// tool read it) under a day, and if so what it means and what was likely
+// meant: "--maxTokenAge 30" is 30 milliseconds and lists nearly every row,
+// where "30-days" was meant. Zero (a stage off) is not suspect.
+func SuspectBare(s string) (meaning string, suspect bool) {
+	in := strings.TrimSpace(s)
+	n, err := strconv.ParseUint(in, 10, 64)
+	if err != nil || n == 0 || n >= uint64(day/time.Millisecond) {
+		return "", false
+	}
+	return fmt.Sprintf("%s ms; did you mean %s-days?", in, in), true
+}

@@ -44,3 +44,20 @@ func TestFormatReadsBack(t *testing.T) {
 		}
 	}
 }
+
+func TestSuspectBare(t *testing.T) {
+	for in, want := range map[string]string{
+		"30":       "30 ms; did you mean 30-days?",
+		" 7 ":      "7 ms; did you mean 7-days?",
+		"86399999": "86399999 ms; did you mean 86399999-days?",
+		"86400000": "", // a day, spelled in milliseconds: deliberate
+		"0":        "", // the stage off
+		"30-days":  "",
+		"500ms":    "",
+	} {
+		got, suspect := SuspectBare(in)
+		if got != want || suspect != (want != "") {
+			t.Errorf("SuspectBare(%q) = %q, %v; want %q", in, got, suspect, want)
+		}
+	}
+}

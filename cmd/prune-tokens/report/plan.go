@@ -15,6 +15,7 @@ import (
 	"github.com/olekukonko/tablewriter/renderer"
 	"github.com/olekukonko/tablewriter/tw"
 
+	"prune-tokens/internal/duration"
 	"prune-tokens/manifest"
 )
 
@@ -140,7 +141,7 @@ func rules(m *manifest.Meta) [][]string {
 	}
 	ta := []string{manifest.StageTokenAge, "off", "-"}
 	if on[manifest.StageTokenAge] {
-		ta[1] = "maxTokenAge " + flag(m, "maxTokenAge")
+		ta[1] = "maxTokenAge " + flag(m, "maxTokenAge") + suspect(m, "maxTokenAge")
 		if w := m.Flags["maxTokenAgeWindowSize"]; w != "" && w != "0" {
 			ta[1] += ", at most " + w + " session tokens"
 		}
@@ -148,10 +149,19 @@ func rules(m *manifest.Meta) [][]string {
 	}
 	ca := []string{manifest.StageCodeAge, "off", "-"}
 	if on[manifest.StageCodeAge] {
-		ca[1] = "maxCodeAge " + flag(m, "maxCodeAge")
+		ca[1] = "maxCodeAge " + flag(m, "maxCodeAge") + suspect(m, "maxCodeAge")
 		ca[2] = "createdAt < " + manifest.UTC(m.CodeCutoff)
 	}
 	return [][]string{ms, ta, ca}
+}
+
+// suspect marks an age given as a bare number under a day: milliseconds,
+// as the old tool read it, which lists nearly every row.
+func suspect(m *manifest.Meta, name string) string {
+	if meaning, ok := duration.SuspectBare(m.Flags[name]); ok {
+		return " (WARNING: " + meaning + ")"
+	}
+	return ""
 }
 
 func planText(w io.Writer, s PlanSummary, md bool) error {
