@@ -129,7 +129,7 @@ func (t *Throttler) readPrimary(ctx context.Context, r *reading, names []string,
 	if len(names) > 0 {
 		vals, err := showStatus(ctx, t.cfg.Primary, names)
 		if err != nil {
-			r.primaryErr = err
+			r.primaryErr = readErr(ctx, err, t.cfg.ReadTimeout)
 			return
 		}
 		r.status, r.bad = make(map[string]int64, len(names)), map[string]string{}
@@ -169,7 +169,7 @@ func (t *Throttler) readPrimary(ctx context.Context, r *reading, names []string,
 		case errors.Is(err, sql.ErrNoRows) || err == nil && !n.Valid:
 			r.historyErr = errors.New("information_schema.INNODB_METRICS has no trx_rseg_history_len")
 		case err != nil:
-			r.historyErr = fmt.Errorf("information_schema.INNODB_METRICS: %w", err)
+			r.historyErr = fmt.Errorf("information_schema.INNODB_METRICS: %w", readErr(ctx, err, t.cfg.ReadTimeout))
 		default:
 			r.history = n.Int64
 		}
@@ -226,7 +226,7 @@ func (t *Throttler) readSlaveStatus(ctx context.Context, rep *replica, rr *repli
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		rr.err = err
+		rr.err = readErr(ctx, err, t.cfg.ReadTimeout)
 		return
 	}
 	idx := func(names ...string) int {
@@ -262,7 +262,7 @@ func (t *Throttler) readSlaveStatus(ctx context.Context, rep *replica, rr *repli
 	for rows.Next() {
 		n++
 		if err := rows.Scan(ptrs...); err != nil {
-			rr.err = err
+			rr.err = readErr(ctx, err, t.cfg.ReadTimeout)
 			return
 		}
 		if !vals[iLag].Valid {
