@@ -92,7 +92,13 @@ func StartWith(t testing.TB, extraArgs ...string) *Server {
 		s.Kill(t)
 		os.RemoveAll(dir)
 	})
-	install := exec.Command(InstallDB, append([]string{"--no-defaults", "--datadir=" + s.dataDir(),
+	// Its own temporary directory: the bootstrap's temporary tables went to
+	// the shared /tmp, where one failed once under load ("Error on delete
+	// of '/tmp/#sql-temptable-...'"), beside other servers' files.
+	if err := os.Mkdir(s.tmpDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	install := exec.Command(InstallDB, append([]string{"--no-defaults", "--datadir=" + s.dataDir(), "--tmpdir=" + s.tmpDir(),
 		"--auth-root-authentication-method=normal", "--skip-test-db"}, userArgs()...)...)
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v\n%s", err, tail(out, 2000))
@@ -109,6 +115,8 @@ func StartWith(t testing.TB, extraArgs ...string) *Server {
 }
 
 func (s *Server) dataDir() string { return filepath.Join(s.Dir, "data") }
+
+func (s *Server) tmpDir() string { return filepath.Join(s.Dir, "tmp") }
 
 // ErrorLog is the path of the server's error log.
 func (s *Server) ErrorLog() string { return filepath.Join(s.Dir, "error.log") }
@@ -193,6 +201,7 @@ func (s *Server) Restart(t testing.TB) {
 func (s *Server) start() error {
 	args := []string{"--no-defaults",
 		"--datadir=" + s.dataDir(),
+		"--tmpdir=" + s.tmpDir(),
 		"--port=" + strconv.Itoa(s.Port),
 		"--bind-address=127.0.0.1",
 		"--socket=" + filepath.Join(s.Dir, "mysqld.sock"),
