@@ -176,8 +176,12 @@ func deleteBatch(ctx context.Context, conn *sql.Conn, sec manifest.Section, rows
 		return outcome{}, err
 	}
 	eligible, cur, c := classify(sec, rows, found)
-	if eligible, cur, err = rankAtDelete(ctx, tx, sec, eligible, cur, keep, true, &c); err != nil {
-		return outcome{}, err
+	if sec.Stage == manifest.StageMaxSessions {
+		var kept int64
+		if eligible, cur, kept, err = rankAtDelete(ctx, tx, eligible, cur, keep, true); err != nil {
+			return outcome{}, err
+		}
+		c.Skipped += kept
 	}
 	if len(eligible) > 0 {
 		if sec.Table == manifest.TableSessionTokens {
@@ -236,8 +240,12 @@ func classifyBatch(ctx context.Context, q querier, sec manifest.Section, rows []
 		return Counts{}, err
 	}
 	eligible, cur, c := classify(sec, rows, found)
-	if eligible, cur, err = rankAtDelete(ctx, q, sec, eligible, cur, keep, false, &c); err != nil {
-		return Counts{}, err
+	if sec.Stage == manifest.StageMaxSessions {
+		var kept int64
+		if eligible, cur, kept, err = rankAtDelete(ctx, q, eligible, cur, keep, false); err != nil {
+			return Counts{}, err
+		}
+		c.Skipped += kept
 	}
 	c.Deleted = int64(len(eligible))
 	for _, f := range cur {
@@ -466,8 +474,12 @@ func deleteSessionsFast(ctx context.Context, conn *sql.Conn, sec manifest.Sectio
 	}
 	res.Close()
 	eligible, cur, c := classify(sec, rows, found)
-	if eligible, _, err = rankAtDelete(ctx, conn, sec, eligible, cur, keep, true, &c); err != nil {
-		return outcome{}, err
+	if sec.Stage == manifest.StageMaxSessions {
+		var kept int64
+		if eligible, _, kept, err = rankAtDelete(ctx, conn, eligible, cur, keep, true); err != nil {
+			return outcome{}, err
+		}
+		c.Skipped += kept
 	}
 	for _, r := range eligible {
 		c.Devices += devices[string(r.ID)]

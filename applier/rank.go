@@ -35,13 +35,12 @@ func keepRuleOf(m *manifest.Meta) keepRule {
 // delete time: of the eligible rows (still as planned), it keeps back each
 // session that has fewer than keep(uid) sessions of its account newer than
 // it now, so logouts since the plan never take an account below its limit.
-// It returns the rows that may go, with their current state, and counts
-// those it kept back as skipped in c. Rows of other stages pass as they
-// are. With lock, the reads hold the accounts' sessions until the
+// It returns the rows that may go, with their current state, and how many
+// it kept back. With lock, the reads hold the accounts' sessions until the
 // transaction ends (rankCutSQL).
-func rankAtDelete(ctx context.Context, q querier, sec manifest.Section, eligible []manifest.Row, cur []current, keep keepRule, lock bool, c *Counts) ([]manifest.Row, []current, error) {
-	if sec.Stage != manifest.StageMaxSessions || keep == nil {
-		return eligible, cur, nil
+func rankAtDelete(ctx context.Context, q querier, eligible []manifest.Row, cur []current, keep keepRule, lock bool) ([]manifest.Row, []current, int64, error) {
+	if keep == nil {
+		return eligible, cur, 0, nil
 	}
 	cuts := map[string]*rankCut{}
 	for _, r := range eligible {
@@ -54,27 +53,28 @@ func rankAtDelete(ctx context.Context, q querier, sec manifest.Section, eligible
 			continue
 		}
 		query, args := rankCutSQL(r.UID, n, lock)
-		var cut rankCut
-		err := queryRow(ctx, q, query, args, &cut.createdAt, &cut.id)
+		var c rankCut
+		err := queryRow(ctx, q, query, args, &c.createdAt, &c.id)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			cut.none = true // fewer than n sessions: none may go
+			c.none = true // fewer than n sessions: none may go
 		case err != nil:
-			return nil, nil, fmt.Errorf("rank the sessions of account %x: %w", r.UID, err)
+			return nil, nil, 0, fmt.Errorf("rank the sessions of account %x: %w", r.UID, err)
 		}
-		cuts[string(r.UID)] = &cut
+		cuts[string(r.UID)] = &c
 	}
 	var goes []manifest.Row
 	var goesCur []current
+	var kept int64
 	for i, r := range eligible {
-		if cut := cuts[string(r.UID)]; cut != nil && !cut.older(r) {
-			c.Skipped++
+		if c := cuts[string(r.UID)]; c != nil && !c.older(r) {
+			kept++
 			continue
 		}
 		goes = append(goes, r)
 		goesCur = append(goesCur, cur[i])
 	}
-	return goes, goesCur, nil
+	return goes, goesCur, kept, nil
 }
 
 // rankCut is an account's keep-th newest session now.
