@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
 )
 
 // Hostile manifests are written with parquet-go directly, bypassing Writer
@@ -217,6 +218,30 @@ func TestHostileSchemas(t *testing.T) {
 			in = append(in, T{r.Stage, r.Table, int64(i), r.UID, r.CreatedAt})
 		}
 		mustRefuse(t, writeRaw(t, in, kv), `column "id" has type`)
+	})
+	t.Run("stage a leaf annotated MAP", func(t *testing.T) {
+		// The fuzzer's find: parquet-go panics asking such a leaf its kind.
+		schema := parquet.NewSchema("manifest", parquet.Group{
+			"stage":      parquet.Leaf(mapAnnotated{parquet.ByteArrayType}),
+			"table_name": parquet.String(),
+			"id":         parquet.Leaf(parquet.ByteArrayType),
+			"uid":        parquet.Leaf(parquet.ByteArrayType),
+			"created_at": parquet.Int(64),
+		})
+		path := filepath.Join(t.TempDir(), "hostile.parquet")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		w := parquet.NewWriter(f, schema)
+		for k, v := range kv {
+			w.SetKeyValueMetadata(k, v)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		mustRefuse(t, path, `unreadable schema`)
 	})
 	t.Run("stage as boolean", func(t *testing.T) {
 		type T struct {
@@ -775,4 +800,12 @@ func TestRowsAfterVerifyAreTheRowsVerified(t *testing.T) {
 	if _, ok := it.Next(); ok || !errors.Is(it.Err(), ErrChanged) {
 		t.Errorf("resume in the changed group: ok %v, err %v", ok, it.Err())
 	}
+}
+
+// mapAnnotated is a byte-array type that tells the file it is a MAP, as no
+// honest writer does.
+type mapAnnotated struct{ parquet.Type }
+
+func (mapAnnotated) LogicalType() *format.LogicalType {
+	return &format.LogicalType{Value: new(format.MapType)}
 }

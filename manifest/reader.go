@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -106,7 +107,7 @@ func Open(path string) (r *Reader, err error) {
 }
 
 func (r *Reader) checkSchema() error {
-	return guard(func() error {
+	err := guard(func() error {
 		s := r.pf.Schema()
 		idx := make([]int, len(required))
 		for i, c := range required {
@@ -117,6 +118,9 @@ func (r *Reader) checkSchema() error {
 			if leaf.MaxRepetitionLevel > 0 || leaf.Node.Repeated() {
 				return invalid("column %q is repeated; want a single value per row", c.name)
 			}
+			if !leaf.Node.Leaf() {
+				return invalid("column %q is a group; want a single %s value", c.name, c.kind)
+			}
 			if k := leaf.Node.Type().Kind(); k != c.kind {
 				return invalid("column %q has type %s, want %s", c.name, k, c.kind)
 			}
@@ -125,6 +129,11 @@ func (r *Reader) checkSchema() error {
 		r.cols = columns{stage: idx[0], table: idx[1], id: idx[2], uid: idx[3], createdAt: idx[4]}
 		return nil
 	})
+	if err != nil && !errors.Is(err, ErrInvalid) {
+		// A panic inside parquet-go on a schema it cannot describe.
+		return invalid("unreadable schema: %v", err)
+	}
+	return err
 }
 
 // Meta returns the metadata read by Open.
@@ -474,7 +483,7 @@ func sectionTable(s Section) string { return s.Table }
 func guard(fn func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("corrupt Parquet data: %v", p)
+			err = fmt.Errorf("corrupt Parquet data: %s", strings.Join(strings.Fields(fmt.Sprint(p)), " "))
 		}
 	}()
 	return fn()
